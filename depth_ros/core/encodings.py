@@ -183,7 +183,7 @@ def decode_image(data, height: int, width: int, encoding: str, step: int,
 
 
 def _cv2():
-    import cv2  # noqa: WPS433 (module-level import would be fine too; keeps import time low)
+    import cv2  # lazily: keeps `import depth_ros.core` light for pure-numpy users
     return cv2
 
 
