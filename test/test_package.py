@@ -42,7 +42,7 @@ def test_colcon_build_installs_executables_and_share(tmp_path):
     assert (share / "package.xml").is_file()
     assert (tmp_path / "install" / "depth_ros" / "share" / "ament_index" / "resource_index" / "packages"
             / "depth_ros").is_file()
-    for pattern, sub in (("launch/*.launch.py", "launch"), ("config/*.yaml", "config"), ("rviz/*.rviz", "rviz")):
+    for pattern, sub in (("launch/*.launch.py", "launch"), ("config/*.[yx][am][ml]", "config"), ("rviz/*.rviz", "rviz")):
         expected = sorted(os.path.basename(p) for p in glob.glob(str(ROOT / pattern)))
         installed = sorted(os.path.basename(p) for p in glob.glob(str(share / sub / "*")))
         assert expected == installed, f"{sub}: {installed} != {expected}"

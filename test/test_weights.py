@@ -150,3 +150,13 @@ def test_resolve_dtype():
     assert resolve_dtype("bf16") is torch.bfloat16
     with pytest.raises(ValueError, match="unknown dtype"):
         resolve_dtype("int8")
+
+
+def test_weights_dir_is_searched_before_cache(spec, tmp_path, monkeypatch):
+    (tmp_path / "wd").mkdir()
+    (tmp_path / "cache").mkdir()
+    torch.save({"a": torch.zeros(1)}, tmp_path / "wd" / "tiny.pt")
+    torch.save({"a": torch.zeros(1)}, tmp_path / "cache" / "tiny.pt")
+    monkeypatch.setenv("DEPTH_ROS_WEIGHTS_DIR", str(tmp_path / "wd"))
+    monkeypatch.setenv("DEPTH_ROS_CACHE", str(tmp_path / "cache"))
+    assert resolve_weights(None, spec) == tmp_path / "wd" / "tiny.pt"

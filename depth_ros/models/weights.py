@@ -1,7 +1,7 @@
 """Finding, downloading and loading checkpoint files.
 
-Resolution order for ``resolve_weights``: an explicit path -> the local cache
-(``$DEPTH_ROS_CACHE`` or ``~/.cache/depth_ros``) -> a download from the official URL when allowed
+Resolution order for ``resolve_weights``: an explicit path -> ``$DEPTH_ROS_WEIGHTS_DIR`` (a folder of
+checkpoints you manage) -> the local cache (``$DEPTH_ROS_CACHE`` or ``~/.cache/depth_ros``) -> a download from the official URL when allowed
 (``allow_download=True`` and ``DEPTH_ROS_OFFLINE`` unset). A download goes to a temporary file with a
 progress bar, is checked against a recorded sha256 where one is known, and is renamed into place
 atomically. Every failure raises ``WeightsError`` with one message that says what to do.
@@ -53,6 +53,9 @@ def resolve_weights(weights: Union[None, str, Path], spec: WeightsSpec, allow_do
         if not path.is_file():
             raise WeightsError(f"weights file '{path}' does not exist (expected {spec.filename}, from {spec.url})")
         return path
+    weights_dir = os.environ.get("DEPTH_ROS_WEIGHTS_DIR")
+    if weights_dir and (Path(weights_dir) / spec.filename).is_file():
+        return Path(weights_dir) / spec.filename
     cached = cache_dir() / spec.filename
     if cached.is_file():
         return cached
@@ -134,8 +137,12 @@ def load_state_dict(path: Union[str, Path]) -> dict:
     return sd
 
 
-def load_strict(net: torch.nn.Module, state_dict: dict, source: str = "checkpoint") -> None:
-    """``load_state_dict(strict=True)`` with a readable error listing missing/unexpected/mis-shaped keys."""
+def load_strict(net: torch.nn.Module, state_dict: dict, source: str = "checkpoint", assign: bool = False) -> None:
+    """``load_state_dict(strict=True)`` with a readable error listing missing/unexpected/mis-shaped keys.
+
+    ``assign=True`` adopts the checkpoint tensors instead of copying them (for a network built on the
+    meta device: no random initialisation, no second copy in memory).
+    """
     own = net.state_dict()
     missing = [k for k in own if k not in state_dict]
     unexpected = [k for k in state_dict if k not in own]
@@ -152,4 +159,4 @@ def load_strict(net: torch.nn.Module, state_dict: dict, source: str = "checkpoin
         if shapes:
             parts.append(f"shape mismatches [{len(shapes)}]: {cut(shapes)}")
         raise WeightsError(f"{source} does not match the network: " + "; ".join(parts))
-    net.load_state_dict(state_dict, strict=True)
+    net.load_state_dict(state_dict, strict=True, assign=assign)
