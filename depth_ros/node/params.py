@@ -1,0 +1,243 @@
+"""Parameters of ``depth_node``: names, defaults, ranges, allowed values and validation.
+
+ROS-free (plain Python), so the specification can be unit-tested and read by the static launch-file
+test. ``node.py`` turns every ``ParamSpec`` into a declared parameter with a ``ParameterDescriptor``.
+
+Two name prefixes are pass-through dictionaries for the model constructors (ROS parameters cannot be
+dictionaries; nested YAML maps become dotted names):
+
+* ``model_config.<key>``: extra keyword arguments for ``create_model`` of the depth model
+  (e.g. ``model_config.backbone: test_tiny``).
+* ``focal_estimator_config.<key>``: the same for the Depth Pro focal-length (FOV) estimator.
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Any, Callable, Dict, Iterable, List, Mapping, Optional, Tuple
+
+#: Prefixes of pass-through (read-only, dynamically typed) parameters.
+PASSTHROUGH_PREFIXES = ("model_config.", "focal_estimator_config.")
+
+BUILTIN_MODELS = ("zoedepth_nk", "zoedepth_n", "zoedepth_k", "depth_pro")
+DOMAINS = ("auto", "indoor", "outdoor")
+PRECISIONS = ("float32", "float16", "bfloat16")
+DEPTH_ENCODINGS = ("32FC1", "16UC1")
+CLOUD_MODES = ("organized", "stride", "voxel")
+RELIABILITIES = ("reliable", "best_effort")
+IMAGE_TRANSPORTS = ("raw", "compressed")
+INVALID_INFO_POLICIES = ("skip", "estimate")
+FOCAL_ESTIMATORS = ("depth_pro", "none")
+
+_USER_MODEL = re.compile(r"^[A-Za-z_][\w]*(\.[A-Za-z_][\w]*)*:[A-Za-z_][\w]*(\.[A-Za-z_][\w]*)*$")
+_DEVICE = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?|xpu(:\d+)?)$")
+
+
+def _check_model(value: str) -> Optional[str]:
+    if value in BUILTIN_MODELS or _USER_MODEL.match(value):
+        return None
+    return (f"unknown model '{value}': use one of {', '.join(BUILTIN_MODELS)} "
+            "or 'package.module:ClassName'")
+
+
+def _check_device(value: str) -> Optional[str]:
+    if _DEVICE.match(value):
+        return None
+    return f"invalid device '{value}': use auto, cpu, cuda, cuda:N or mps"
+
+
+@dataclass(frozen=True)
+class ParamSpec:
+    """One parameter: name, default (its type is the parameter's type) and constraints."""
+
+    name: str
+    default: Any
+    description: str
+    read_only: bool = False
+    choices: Tuple[str, ...] = ()
+    min: Optional[float] = None
+    max: Optional[float] = None
+    #: the minimum itself is not allowed (e.g. voxel_size > 0); shown in the descriptor text.
+    min_exclusive: bool = False
+    check: Optional[Callable[[Any], Optional[str]]] = None
+
+    @property
+    def type(self) -> type:
+        return type(self.default)
+
+    def constraints_text(self) -> str:
+        parts = []
+        if self.choices:
+            parts.append("one of: " + ", ".join(self.choices))
+        if self.min is not None or self.max is not None:
+            lo = "-inf" if self.min is None else f"{self.min:g}"
+            hi = "inf" if self.max is None else f"{self.max:g}"
+            parts.append(f"range {'(' if self.min_exclusive else '['}{lo}, {hi}]")
+        if self.read_only:
+            parts.append("read-only (set at start)")
+        return "; ".join(parts)
+
+    def validate(self, value: Any) -> Optional[str]:
+        """None when ``value`` is acceptable, else the reason it is not."""
+        want = self.type
+        if want is float and isinstance(value, int) and not isinstance(value, bool):
+            value = float(value)
+        if want is bool and not isinstance(value, bool):
+            return f"{self.name} must be a bool, got {type(value).__name__}"
+        if want is int and (isinstance(value, bool) or not isinstance(value, int)):
+            return f"{self.name} must be an integer, got {type(value).__name__}"
+        if want is float and not isinstance(value, float):
+            return f"{self.name} must be a number, got {type(value).__name__}"
+        if want is str and not isinstance(value, str):
+            return f"{self.name} must be a string, got {type(value).__name__}"
+        if want is float and value != value:  # NaN
+            return f"{self.name} must not be NaN"
+        if self.choices and value not in self.choices:
+            return f"{self.name} must be one of {', '.join(self.choices)}, got '{value}'"
+        if self.min is not None and (value < self.min or (self.min_exclusive and value == self.min)):
+            op = ">" if self.min_exclusive else ">="
+            return f"{self.name} must be {op} {self.min:g}, got {value}"
+        if self.max is not None and value > self.max:
+            return f"{self.name} must be <= {self.max:g}, got {value}"
+        if self.check is not None:
+            return self.check(value)
+        return None
+
+
+PARAMS: Tuple[ParamSpec, ...] = (
+    # -- model ----------------------------------------------------------------------------------
+    ParamSpec("model", "zoedepth_nk",
+              "Depth network: zoedepth_nk, zoedepth_n, zoedepth_k, depth_pro, or 'package.module:ClassName' "
+              "(a user class constructed with weights, device, dtype and model_config.* keyword arguments).",
+              read_only=True, check=_check_model),
+    ParamSpec("weights", "",
+              "Checkpoint path; empty = the local cache (~/.cache/depth_ros, $DEPTH_ROS_CACHE) or a download; "
+              "'random' = untrained weights (only with allow_random_weights).", read_only=True),
+    ParamSpec("device", "auto", "Torch device: auto (CUDA when available), cpu, cuda, cuda:N, mps.",
+              read_only=True, check=_check_device),
+    ParamSpec("precision", "float32", "Inference precision (float16/bfloat16 autocast on CUDA).",
+              read_only=True, choices=PRECISIONS),
+    ParamSpec("compile", False, "torch.compile the network (falls back to eager with a warning if it fails).",
+              read_only=True),
+    ParamSpec("allow_random_weights", False, "Permit weights:=random (tests, benchmarks). Never for real use.",
+              read_only=True),
+    ParamSpec("domain", "auto",
+              "ZoeDepth-NK head: auto (router picks per frame), indoor (NYU head) or outdoor (KITTI head). "
+              "Ignored by models without a domain switch.", choices=DOMAINS),
+    # -- intrinsics -----------------------------------------------------------------------------
+    ParamSpec("camera_info_timeout", 2.0,
+              "Seconds to wait (from the first image) for a CameraInfo before estimating the intrinsics; "
+              "0 = estimate at once when none has arrived.", min=0.0, max=3600.0),
+    ParamSpec("invalid_camera_info", "skip",
+              "What to do with a malformed CameraInfo (size differs from the image, NaN/negative focal length): "
+              "skip the frame, or estimate the intrinsics instead. An uncalibrated CameraInfo (K[0] == 0) is "
+              "always replaced by estimated intrinsics.", choices=INVALID_INFO_POLICIES),
+    ParamSpec("focal_estimator", "depth_pro",
+              "How to estimate a missing focal length: depth_pro (Depth Pro's FOV network; the model's own "
+              "estimate when the model is Depth Pro) or none (use fallback_hfov_deg).",
+              read_only=True, choices=FOCAL_ESTIMATORS),
+    ParamSpec("focal_estimator_weights", "",
+              "Depth Pro checkpoint for the focal estimator; empty = cache/download; 'random' needs "
+              "allow_random_weights. Loaded only when an estimate is needed.", read_only=True),
+    ParamSpec("focal_samples", 5,
+              "Frames whose focal estimates are combined (running median) before the value is frozen per "
+              "camera and image size.", min=1, max=1000),
+    ParamSpec("fallback_hfov_deg", 60.0,
+              "Horizontal field of view used when CameraInfo is unusable and the focal estimator is unavailable "
+              "(no Depth Pro weights); 0 = no fallback (frames are skipped).", min=0.0, max=179.0),
+    # -- processing -----------------------------------------------------------------------------
+    ParamSpec("output_width", 0,
+              "Width the image is resized to before inference (height keeps the aspect ratio); every output "
+              "and depth/camera_info have this size. 0 = the input size.", min=0, max=16384),
+    ParamSpec("min_range", 0.1, "Depth below this (m) is invalid (NaN / 0 in 16UC1, dropped from the cloud).",
+              min=0.0, max=1.0e4),
+    ParamSpec("max_range", 80.0, "Depth above this (m) is invalid (NaN / 0 in 16UC1, dropped from the cloud).",
+              min=0.0, max=1.0e5, min_exclusive=True),
+    ParamSpec("min_confidence", 0.0, "Cloud points whose confidence is below this are dropped (0 = keep all).",
+              min=0.0, max=1.0),
+    ParamSpec("depth_encoding", "32FC1", "depth/image encoding: 32FC1 metres (REP 118) or 16UC1 millimetres.",
+              choices=DEPTH_ENCODINGS),
+    ParamSpec("cloud_mode", "organized",
+              "depth/points layout: organized (H x W, NaN for invalid), stride (every cloud_stride-th pixel, "
+              "organized), voxel (unorganized, voxel_size grid, optional outlier removal; for Nav2).",
+              choices=CLOUD_MODES),
+    ParamSpec("cloud_color", True, "Add the packed 'rgb' field (xyzrgb, point_step 32) instead of xyz only."),
+    ParamSpec("cloud_confidence", False, "Add a float32 'confidence' field to depth/points."),
+    ParamSpec("cloud_stride", 4, "Pixel stride for cloud_mode stride.", min=1, max=64),
+    ParamSpec("voxel_size", 0.05, "Voxel edge (m) for cloud_mode voxel.", min=0.0, max=10.0, min_exclusive=True),
+    ParamSpec("outlier_nb", 0, "cloud_mode voxel: statistical outlier removal neighbours (0 = off).",
+              min=0, max=100),
+    ParamSpec("outlier_std", 2.0, "cloud_mode voxel: outlier std-dev ratio.", min=0.0, max=100.0,
+              min_exclusive=True),
+    ParamSpec("colorize_min_depth", 0.0, "depth/colorized near limit (m); 0 = per-frame robust minimum.",
+              min=0.0, max=1.0e5),
+    ParamSpec("colorize_max_depth", 0.0, "depth/colorized far limit (m); 0 = per-frame robust maximum.",
+              min=0.0, max=1.0e5),
+    ParamSpec("lazy", True,
+              "Subscribe to the image and run the network only while some output has a subscriber; "
+              "compute each output only when it has one."),
+    # -- topics / QoS ---------------------------------------------------------------------------
+    ParamSpec("image_transport", "raw",
+              "raw: subscribe 'image' (sensor_msgs/Image); compressed: subscribe '<image>/compressed' "
+              "(sensor_msgs/CompressedImage).", read_only=True, choices=IMAGE_TRANSPORTS),
+    ParamSpec("qos_input_reliability", "best_effort",
+              "Input subscriptions (image, camera_info): best_effort (sensor data QoS, accepts any publisher) "
+              "or reliable.", read_only=True, choices=RELIABILITIES),
+    ParamSpec("qos_input_depth", 2, "Input keep-last depth (only the newest frame is processed).",
+              read_only=True, min=1, max=100),
+    ParamSpec("qos_output_reliability", "reliable",
+              "Output publishers: reliable (connects with reliable and best-effort subscribers) or best_effort.",
+              read_only=True, choices=RELIABILITIES),
+    ParamSpec("qos_output_depth", 2, "Output keep-last depth.", read_only=True, min=1, max=100),
+    ParamSpec("diagnostics_period", 1.0, "Seconds between /diagnostics messages.", read_only=True,
+              min=0.05, max=60.0),
+)
+
+SPECS: Dict[str, ParamSpec] = {p.name: p for p in PARAMS}
+DEFAULTS: Dict[str, Any] = {p.name: p.default for p in PARAMS}
+
+
+def is_passthrough(name: str) -> bool:
+    return any(name.startswith(p) and len(name) > len(p) for p in PASSTHROUGH_PREFIXES)
+
+
+def is_known(name: str) -> bool:
+    """True for a declared parameter name (or a pass-through ``model_config.*`` style name)."""
+    return name in SPECS or is_passthrough(name)
+
+
+def validate(name: str, value: Any) -> Optional[str]:
+    """None when ``name := value`` is acceptable on its own, else the reason."""
+    spec = SPECS.get(name)
+    if spec is None:
+        if is_passthrough(name):
+            return None
+        return f"unknown parameter '{name}'"
+    return spec.validate(value)
+
+
+def validate_all(values: Mapping[str, Any]) -> List[str]:
+    """Problems with a full parameter set (each value, then the relations between them)."""
+    problems = [r for r in (validate(k, v) for k, v in values.items()) if r]
+    if problems:
+        return problems
+    if values["min_range"] >= values["max_range"]:
+        problems.append(f"min_range ({values['min_range']}) must be below max_range ({values['max_range']})")
+    cmin, cmax = values["colorize_min_depth"], values["colorize_max_depth"]
+    if cmin > 0 and cmax > 0 and cmin >= cmax:
+        problems.append(f"colorize_min_depth ({cmin}) must be below colorize_max_depth ({cmax})")
+    if values["weights"] == "random" and not values["allow_random_weights"]:
+        problems.append("weights 'random' gives an untrained network; set allow_random_weights:=true "
+                        "if that is really wanted (tests, benchmarks)")
+    if values["focal_estimator_weights"] == "random" and not values["allow_random_weights"]:
+        problems.append("focal_estimator_weights 'random' needs allow_random_weights:=true")
+    return problems
+
+
+def passthrough(values: Mapping[str, Any], prefix: str) -> Dict[str, Any]:
+    """``{'model_config.backbone': 'x'}`` -> ``{'backbone': 'x'}`` for ``prefix='model_config.'``."""
+    return {k[len(prefix):]: v for k, v in values.items() if k.startswith(prefix) and len(k) > len(prefix)}
+
+
+def names() -> Iterable[str]:
+    return SPECS.keys()
