@@ -42,8 +42,10 @@ def test_colcon_build_installs_executables_and_share(tmp_path):
     assert (share / "package.xml").is_file()
     assert (tmp_path / "install" / "depth_ros" / "share" / "ament_index" / "resource_index" / "packages"
             / "depth_ros").is_file()
-    for pattern, sub in (("launch/*.launch.py", "launch"), ("config/*.[yx][am][ml]", "config"), ("rviz/*.rviz", "rviz")):
-        expected = sorted(os.path.basename(p) for p in glob.glob(str(ROOT / pattern)))
+    for patterns, sub in ((["launch/*.launch.py"], "launch"), (["config/*.yaml", "config/*.xml"], "config"),
+                          (["rviz/*.rviz"], "rviz")):
+        expected = sorted(os.path.basename(p) for pat in patterns for p in glob.glob(str(ROOT / pat)))
+        assert expected, f"nothing matches {patterns}"
         installed = sorted(os.path.basename(p) for p in glob.glob(str(share / sub / "*")))
         assert expected == installed, f"{sub}: {installed} != {expected}"
 

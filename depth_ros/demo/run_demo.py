@@ -336,7 +336,11 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             if node.poll() is not None:
                 raise RuntimeError(f"depth_node exited ({node.poll()}): {node.last_error()}")
             if rec.poll() is not None and camp.poll() is None:
-                raise RuntimeError(f"depth_recorder exited early ({rec.poll()}): {rec.last_error()}")
+                if rec.poll() != 0:
+                    raise RuntimeError(f"depth_recorder exited early ({rec.poll()}): {rec.last_error()}")
+                # The recorder saw the depth of the camera's last frame before the camera process
+                # itself exited: the run is complete.
+                break
             rc = camp.poll()
             if rc is not None:
                 if rc != 0:
