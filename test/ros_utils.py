@@ -16,9 +16,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import errno
 import os
-import random
 import shutil
 import signal
 import subprocess
@@ -33,48 +31,17 @@ REPO = Path(__file__).resolve().parents[1]
 TEST_DIR = REPO / "test"
 FASTDDS_PROFILE = REPO / "config" / "fastdds_shm.xml"
 
-_domain_lock_file = None
-_domain_id: Optional[int] = None
+from depth_ros.ros_env import allocate_domain_id, isolation_env  # noqa: E402,F401 (re-exported for tests)
 
 
 # ----------------------------------------------------------------------------------------------
 # environment
 # ----------------------------------------------------------------------------------------------
-def allocate_domain_id(lo: int = 1, hi: int = 101) -> int:
-    """A ROS_DOMAIN_ID in [lo, hi] not held by another process on this machine (flock'ed lock file)."""
-    global _domain_lock_file, _domain_id
-    if _domain_id is not None:
-        return _domain_id
-    import fcntl
-
-    ids = list(range(lo, hi + 1))
-    random.Random(os.getpid() ^ int(time.time() * 1e6)).shuffle(ids)
-    lock_dir = Path(tempfile.gettempdir()) / "depth_ros_domain_locks"
-    lock_dir.mkdir(exist_ok=True)
-    for did in ids:
-        f = open(lock_dir / f"{did}.lock", "w")
-        try:
-            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError as exc:
-            f.close()
-            if exc.errno in (errno.EAGAIN, errno.EACCES):
-                continue
-            raise
-        _domain_lock_file, _domain_id = f, did  # held until this process exits
-        return did
-    raise RuntimeError("no free ROS_DOMAIN_ID")
-
-
 def ros_env_vars(domain_id: Optional[int] = None, shm: bool = True) -> Dict[str, str]:
     """The variables that isolate ROS traffic of a test run (see module docstring)."""
-    did = allocate_domain_id() if domain_id is None else domain_id
-    env = {"ROS_DOMAIN_ID": str(did), "ROS_AUTOMATIC_DISCOVERY_RANGE": "LOCALHOST",
-           "RCUTILS_COLORIZED_OUTPUT": "0", "RCUTILS_LOGGING_BUFFERED_STREAM": "0",
-           "PYTHONUNBUFFERED": "1", "DEPTH_ROS_OFFLINE": os.environ.get("DEPTH_ROS_OFFLINE", "1")}
-    if os.environ.get("ROS_DISTRO", "") == "humble":  # Humble predates ROS_AUTOMATIC_DISCOVERY_RANGE
-        env["ROS_LOCALHOST_ONLY"] = "1"
-    if shm and FASTDDS_PROFILE.is_file():
-        env["FASTDDS_DEFAULT_PROFILES_FILE"] = str(FASTDDS_PROFILE)
+    env = isolation_env(domain_id, shm)
+    env.update({"RCUTILS_COLORIZED_OUTPUT": "0", "RCUTILS_LOGGING_BUFFERED_STREAM": "0",
+                "PYTHONUNBUFFERED": "1", "DEPTH_ROS_OFFLINE": os.environ.get("DEPTH_ROS_OFFLINE", "1")})
     return env
 
 

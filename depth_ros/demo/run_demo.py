@@ -23,19 +23,18 @@ graph in well under a minute.
 from __future__ import annotations
 
 import argparse
-import errno
 import json
 import os
-import random
 import shutil
 import signal
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Tuple
+
+from depth_ros.ros_env import find_share_file, isolation_env
 
 PKG_DIR = Path(__file__).resolve().parents[1]
 MARKER = ".depth_ros_demo"
@@ -46,38 +45,7 @@ def _say(text: str) -> None:
 
 
 # --------------------------------------------------------------------------------------------------
-# locating files and executables
-
-
-def find_share_file(rel: str) -> Optional[Path]:
-    """``config/...`` from the source tree (editable install / checkout) or the installed share dir."""
-    candidates = [PKG_DIR.parent / rel, Path(sys.prefix) / "share" / "depth_ros" / rel]
-    try:
-        from ament_index_python.packages import get_package_share_directory  # type: ignore
-        candidates.append(Path(get_package_share_directory("depth_ros")) / rel)
-    except Exception:
-        pass
-    for c in candidates:
-        if c.is_file():
-            return c
-    return None
-
-
-_SHM_PROFILE = """<?xml version="1.0" encoding="UTF-8" ?>
-<dds xmlns="http://www.eprosima.com">
-  <profiles>
-    <transport_descriptors>
-      <transport_descriptor><transport_id>shm</transport_id><type>SHM</type>
-        <segment_size>67108864</segment_size></transport_descriptor>
-      <transport_descriptor><transport_id>udp</transport_id><type>UDPv4</type></transport_descriptor>
-    </transport_descriptors>
-    <participant profile_name="depth_ros_demo" is_default_profile="true">
-      <rtps><userTransports><transport_id>shm</transport_id><transport_id>udp</transport_id></userTransports>
-        <useBuiltinTransports>false</useBuiltinTransports></rtps>
-    </participant>
-  </profiles>
-</dds>
-"""
+# executables
 
 
 def executable(name: str, module: str) -> List[str]:
@@ -89,37 +57,6 @@ def executable(name: str, module: str) -> List[str]:
     if found:
         return [found]
     return [sys.executable, "-c", f"import sys; from {module} import main; sys.exit(main())"]
-
-
-# --------------------------------------------------------------------------------------------------
-# ROS isolation
-
-
-_lock_file = None
-
-
-def allocate_domain_id(lo: int = 1, hi: int = 101) -> int:
-    """A ROS_DOMAIN_ID in the port-safe range 1..101 not held by another demo or test run on this machine
-    (an flock'ed file per id under $TMPDIR/depth_ros_domain_locks, the same scheme as the tests use)."""
-    global _lock_file
-    import fcntl
-
-    ids = list(range(lo, hi + 1))
-    random.Random(os.getpid() ^ int(time.time() * 1e6)).shuffle(ids)
-    lock_dir = Path(tempfile.gettempdir()) / "depth_ros_domain_locks"
-    lock_dir.mkdir(exist_ok=True)
-    for did in ids:
-        f = open(lock_dir / f"{did}.lock", "w")
-        try:
-            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError as exc:
-            f.close()
-            if exc.errno in (errno.EAGAIN, errno.EACCES):
-                continue
-            raise
-        _lock_file = f
-        return did
-    raise RuntimeError("no free ROS_DOMAIN_ID")
 
 
 # --------------------------------------------------------------------------------------------------
@@ -287,16 +224,12 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     # -- environment ----------------------------------------------------------------------------
     env = dict(os.environ)
     domain = os.environ.get("DEPTH_ROS_DEMO_DOMAIN_ID")
-    env["ROS_DOMAIN_ID"] = domain if domain else str(allocate_domain_id())
-    env["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "LOCALHOST"
+    user_profile = env.get("FASTDDS_DEFAULT_PROFILES_FILE")
+    env.update(isolation_env(int(domain) if domain else None))
+    if user_profile:  # the user's own Fast DDS profile wins
+        env["FASTDDS_DEFAULT_PROFILES_FILE"] = user_profile
     env.setdefault("RCUTILS_COLORIZED_OUTPUT", "0")
     env["PYTHONUNBUFFERED"] = "1"
-    if not env.get("FASTDDS_DEFAULT_PROFILES_FILE"):
-        prof = find_share_file("config/fastdds_shm.xml")
-        if prof is None:
-            prof = out / "logs" / "fastdds_shm.xml"
-            prof.write_text(_SHM_PROFILE)
-        env["FASTDDS_DEFAULT_PROFILES_FILE"] = str(prof)
     if quick:
         env.setdefault("OMP_NUM_THREADS", "2")
 
