@@ -176,7 +176,7 @@ def test_node_topic_constants():
 
 
 def test_docs_cover_every_parameter_and_topic():
-    doc = (REPO / "docs" / "node.md").read_text()
+    doc = (REPO / "README.md").read_text()
     missing = [name for name in P.SPECS if f"`{name}`" not in doc]
     assert not missing, missing
     for topic in INPUTS | OUTPUTS | {"/diagnostics"}:

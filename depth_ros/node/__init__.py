@@ -1,4 +1,4 @@
-"""The ROS 2 node ``depth_node`` (console script): see ``depth_ros.node.node`` and docs/node.md.
+"""The ROS 2 node ``depth_node`` (console script): see ``depth_ros.node.node`` and README.md.
 
 ``main`` is imported lazily so that the ROS-free helpers of this package (``params``,
 ``intrinsics``, ``worker``, ``diagnostics``) can be used without rclpy.

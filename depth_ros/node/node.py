@@ -116,7 +116,7 @@ class FrameStats:
 
 
 class DepthNode(Node):
-    """See the module docstring and docs/node.md."""
+    """See the module docstring and README.md."""
 
     def __init__(self, node_name: str = NODE_NAME, *, model: Any = None, **node_kwargs):
         super().__init__(node_name, **node_kwargs)
