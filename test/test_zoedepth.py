@@ -13,14 +13,7 @@ from depth_ros.models.zoedepth import (WEIGHTS, ZoeDepthNet, bin_confidence, che
 
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny tensors: one intra-op thread is several times faster than two on a shared runner."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    with torch.no_grad():
-        yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("torch_one_thread")
 
 
 def _rgb(h=64, w=96, seed=0):

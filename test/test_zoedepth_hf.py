@@ -17,13 +17,7 @@ NYU = {"name": "nyu", "n_bins": 64, "min_depth": 1e-3, "max_depth": 10.0}
 KITTI = {"name": "kitti", "n_bins": 64, "min_depth": 1e-3, "max_depth": 80.0}
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    with torch.no_grad():
-        yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("torch_one_thread")
 
 
 def _hf_model(variant):
