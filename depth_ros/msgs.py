@@ -117,11 +117,16 @@ def array_to_image_msg(array: np.ndarray, encoding: str, header: Optional[Header
 
 def depth_image_msg(depth_m: np.ndarray, header: Optional[Header] = None, encoding: str = "32FC1") -> Image:
     """REP 118 depth Image: ``32FC1`` metres (values as given, NaN/inf kept) or
-    ``16UC1`` millimetres (``depth_to_mm16``: 0 = invalid, clipped at 65.535 m)."""
+    ``16UC1`` millimetres (``depth_to_mm16``: 0 = invalid).  Depth beyond 65.535 m does not
+    fit in 16UC1 and becomes 0 (invalid): clipping it would publish a wrong, nearer distance."""
     if encoding == "32FC1":
         return array_to_image_msg(np.asarray(depth_m, dtype=np.float32), "32FC1", header)
     if encoding in ("16UC1", "mono16"):
-        return array_to_image_msg(depth_to_mm16(depth_m), encoding, header)
+        d = np.asarray(depth_m)
+        mm = depth_to_mm16(d)
+        with np.errstate(invalid="ignore", over="ignore"):
+            mm[d.astype(np.float64) * 1000.0 + 0.5 >= 65536.0] = 0  # would round above 65535 mm
+        return array_to_image_msg(mm, encoding, header)
     raise ValueError("depth encoding must be '32FC1' or '16UC1', got %r" % (encoding,))
 
 

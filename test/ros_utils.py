@@ -180,7 +180,12 @@ def run_launch_file(path, arguments: Optional[Dict[str, str]] = None, share_dir:
     mods["launch.substitutions"].LaunchConfiguration = LaunchConfiguration
     mods["launch_ros.actions"].Node = Node
     mods["ament_index_python.packages"].get_package_share_directory = get_package_share_directory
-    saved = {k: sys.modules.get(k) for k in mods}
+    # the depth_ros module the launch files share is imported afresh, so that it sees these stand-ins
+    # even if it imported launch / launch_ros at module level
+    fresh = ("depth_ros.launch_common",)
+    saved = {k: sys.modules.get(k) for k in list(mods) + list(fresh)}
+    for k in fresh:
+        sys.modules.pop(k, None)
     sys.modules.update(mods)
     try:
         spec = importlib.util.spec_from_file_location(f"_launch_{Path(path).stem.replace('.', '_')}", str(path))

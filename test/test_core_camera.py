@@ -38,6 +38,10 @@ def test_uncalibrated_is_none():
     p[10] = 1.0
     assert camera_from_info(640, 480, k, p) is None
     assert camera_from_info(0, 0, np.zeros(9), np.zeros(12)) is None
+    # K[0] == 0 alone decides (README / issue: "K[0] == 0 means uncalibrated"): a half-filled
+    # message is uncalibrated (-> estimated intrinsics), not a malformed one (-> skipped frames)
+    assert camera_from_info(640, 480, [0.0, 0, 320, 0, 510, 240, 0, 0, 1], [0.0] * 12) is None
+    assert camera_from_info(640, 480, [0.0] * 9, P) is None
 
 
 @pytest.mark.parametrize("k, p, match", [

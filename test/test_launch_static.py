@@ -6,6 +6,7 @@ line that launch_ros would build.
 """
 import ast
 import fnmatch
+import importlib
 from pathlib import Path
 
 import pytest
@@ -17,6 +18,8 @@ from depth_ros.node import params as P
 REPO = ru.REPO
 LAUNCH_FILES = sorted((REPO / "launch").glob("*.launch.py"))
 REQUIRED_ARGS = {"image", "camera_info", "namespace", "params_file", "weights", "device", "rviz"}
+# the model each launch file is for (its parameter file's `model`)
+LAUNCH_MODEL = {"zoedepth.launch.py": "zoedepth_nk", "depthpro.launch.py": "depth_pro"}
 # node topic names, kept in sync with depth_ros/node/node.py (checked in test_node_topic_constants)
 INPUTS = {"image", "image/compressed", "camera_info"}
 OUTPUTS = {"depth/image", "depth/camera_info", "depth/confidence", "depth/points", "depth/colorized"}
@@ -49,6 +52,27 @@ def _constants(tree):
     return out
 
 
+def _launch_sources(path):
+    """``(tree, trees, consts)``: the launch file's AST, it plus the ASTs of the depth_ros modules it
+    imports from (depth_ros/launch_common.py: the code both launch files share), and the module-level
+    constants of all of them (the launch file's own win)."""
+    tree = ast.parse(path.read_text())
+    trees = [tree]
+    for node in tree.body:
+        if isinstance(node, ast.ImportFrom) and (node.module or "").split(".")[0] == "depth_ros":
+            mod = REPO.joinpath(*node.module.split(".")).with_suffix(".py")
+            # inside the depth_ros package, so setup.py (find_packages) installs it with the node
+            assert mod.is_file() and mod.parent == REPO / "depth_ros", mod
+            module = importlib.import_module(node.module)  # importable without launch / launch_ros
+            for alias in node.names:
+                assert hasattr(module, alias.name), (node.module, alias.name)
+            trees.append(ast.parse(mod.read_text()))
+    consts = {}
+    for t in reversed(trees):
+        consts.update(_constants(t))
+    return tree, trees, consts
+
+
 def _calls(tree, name):
     return [n for n in ast.walk(tree) if isinstance(n, ast.Call)
             and (getattr(n.func, "id", None) == name or getattr(n.func, "attr", None) == name)]
@@ -69,12 +93,16 @@ def test_there_are_two_launch_files():
 
 @pytest.mark.parametrize("path", LAUNCH_FILES, ids=lambda p: p.name)
 def test_launch_file_static(path):
-    tree = ast.parse(path.read_text())
-    consts = _constants(tree)
+    tree, trees, consts = _launch_sources(path)
     pkg, globs, scripts = _setup_info()
     assert any(fnmatch.fnmatch(f"launch/{path.name}", g) for g in globs), "launch file not installed by setup.py"
+    # each launch file names its own parameter file
+    assert "PARAMS_FILE" in _constants(tree), "PARAMS_FILE must be set in the launch file itself"
 
-    nodes = [{kw.arg: kw.value for kw in c.keywords} for c in _calls(tree, "Node")]
+    def calls(name):
+        return [c for t in trees for c in _calls(t, name)]
+
+    nodes = [{kw.arg: kw.value for kw in c.keywords} for c in calls("Node")]
     ours = [n for n in nodes if _value(n["package"], consts) == pkg]
     assert len(ours) == 1
     node = ours[0]
@@ -89,9 +117,9 @@ def test_launch_file_static(path):
     assert set(remaps) == {"image", "camera_info"} and set(remaps) <= INPUTS
 
     # launch arguments: the required ones are declared, and only declared ones are used
-    declared = {_value(c.args[0], consts) for c in _calls(tree, "DeclareLaunchArgument")}
+    declared = {_value(c.args[0], consts) for c in calls("DeclareLaunchArgument")}
     assert REQUIRED_ARGS <= declared, REQUIRED_ARGS - declared
-    used = {_value(c.args[0], consts) for c in _calls(tree, "LaunchConfiguration") + _calls(tree, "arg")
+    used = {_value(c.args[0], consts) for c in calls("LaunchConfiguration") + calls("arg")
             if c.args and isinstance(_value(c.args[0], consts), str)}
     assert used <= declared, used - declared
     used |= set(consts["PARAM_ARGUMENTS"])  # read in a loop: arg(name) for name in PARAM_ARGUMENTS
@@ -104,6 +132,7 @@ def test_launch_file_static(path):
     # the parameter file and RViz config exist and are installed
     cfg = REPO / "config" / consts["PARAMS_FILE"]
     assert cfg.is_file() and any(fnmatch.fnmatch(f"config/{cfg.name}", g) for g in globs)
+    assert yaml.safe_load(cfg.read_text())["/**"]["ros__parameters"]["model"] == LAUNCH_MODEL[path.name]
     rviz = REPO / "rviz" / consts["RVIZ_FILE"]
     assert rviz.is_file() and any(fnmatch.fnmatch(f"rviz/{rviz.name}", g) for g in globs)
 
@@ -117,7 +146,9 @@ def test_launch_file_executes_with_stand_ins(path):
     assert len(depth) == 1 and depth[0]["enabled"]
     kw = depth[0]["kwargs"]
     assert kw["executable"] == "depth_node" and kw["namespace"] == "front"
-    assert Path(kw["parameters"][0]).is_file()
+    # the launch file's own parameter file (share/depth_ros/config/<PARAMS_FILE>; share = the repository)
+    params_file = _constants(ast.parse(path.read_text()))["PARAMS_FILE"]
+    assert Path(kw["parameters"][0]) == ru.REPO / "config" / params_file and Path(kw["parameters"][0]).is_file()
     assert kw["parameters"][1]["device"] == "cpu" and "weights" not in kw["parameters"][1]  # empty: file wins
     assert dict(kw["remappings"]) == {"image": "/cam/image_raw", "camera_info": "/cam/camera_info"}
     assert len(rviz) == 1 and not rviz[0]["enabled"]  # rviz:=false by default
@@ -128,6 +159,10 @@ def test_launch_file_executes_with_stand_ins(path):
     assert Path(args[args.index("-d") + 1]).is_file() and args[args.index("-f") + 1] == "cam_optical"
     with pytest.raises(ValueError):
         ru.run_launch_file(path, {"imgae": "/typo"})
+    # params_file:= replaces the default file
+    kw = [n for n in ru.run_launch_file(path, {"params_file": "/tmp/mine.yaml"})
+          if n["kwargs"]["package"] == "depth_ros"][0]["kwargs"]
+    assert kw["parameters"][0] == "/tmp/mine.yaml"
 
 
 @pytest.mark.parametrize("name", ["zoedepth_nk.yaml", "depth_pro.yaml"])

@@ -103,7 +103,10 @@ def test_depth_image_msg():
     np.testing.assert_array_equal(image_msg_to_array(m32), d.astype(np.float32))
     m16 = depth_image_msg(d, h, encoding="16UC1")
     assert m16.encoding == "16UC1" and m16.step == 4
-    assert image_msg_to_array(m16).tolist() == [[500, 0], [1234, 65535]]
+    # 70 m does not fit in 16-bit millimetres: invalid (0), not a false 65.535 m
+    assert image_msg_to_array(m16).tolist() == [[500, 0], [1234, 0]]
+    edge = np.array([[65.535, 65.5349, 65.536, np.inf]], np.float32)
+    assert image_msg_to_array(depth_image_msg(edge, h, encoding="16UC1")).tolist() == [[65535, 65535, 0, 0]]
     _same_header(m16.header, h)
     with pytest.raises(ValueError):
         depth_image_msg(d, h, encoding="8UC1")

@@ -192,12 +192,29 @@ def test_16uc1_and_strided_xyz_cloud(make):
              **{"model_config.depth": 2.0})
     h.collect(DEPTH_TOPIC, POINTS_TOPIC)
     cloud = h.send_until(POINTS_TOPIC, width=64, height=48)
-    assert (cloud.height, cloud.width, cloud.point_step) == (12, 16, 16)
+    # every 4th pixel of 64 x 48, invalid points removed: 1 x N, dense
+    assert (cloud.height, cloud.width, cloud.point_step, cloud.is_dense) == (1, 12 * 16, 16, True)
     assert [f.name for f in cloud.fields] == ["x", "y", "z"]
+    xyz = np.frombuffer(bytes(cloud.data), np.float32).reshape(-1, 4)[:, :3]
+    assert np.isfinite(xyz).all() and np.allclose(xyz[:, 2], 2.0)
     assert ru.wait_for(lambda: h.by_stamp(DEPTH_TOPIC, cloud.header.stamp) is not None, 2.0)
     depth = h.by_stamp(DEPTH_TOPIC, cloud.header.stamp)
     assert depth.encoding == "16UC1" and depth.step == 128
     assert np.all(msgs.image_msg_to_array(depth) == 2000)
+
+
+def test_non_positive_depth_is_invalid_even_with_min_range_zero(make):
+    # depth 0 .. 1 m left to right (column 0 exactly 0): min_range 0 must not let a 0 depth through
+    # (REP 118: NaN = invalid; a 0 in 32FC1 is a point at the camera centre for depth_image_proc),
+    # and depth/image must agree with the cloud, which drops it
+    h = make(min_range=0.0, cloud_color=False, **{"model_config.depth": 0.0, "model_config.ramp": 1.0})
+    h.collect(DEPTH_TOPIC, POINTS_TOPIC)
+    cloud = h.send_until(POINTS_TOPIC, width=64, height=48)
+    assert ru.wait_for(lambda: h.by_stamp(DEPTH_TOPIC, cloud.header.stamp) is not None, 2.0)
+    d = msgs.image_msg_to_array(h.by_stamp(DEPTH_TOPIC, cloud.header.stamp))
+    z = np.frombuffer(bytes(cloud.data), np.float32).reshape(48, 64, 4)[..., 2]
+    assert np.isnan(d[:, 0]).all() and (d[:, 1:] > 0).all()
+    np.testing.assert_array_equal(np.isnan(d), np.isnan(z))
 
 
 def test_voxel_cloud_for_nav2(make):

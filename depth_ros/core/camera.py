@@ -138,8 +138,8 @@ def camera_from_info(width: int, height: int, K: Sequence[float], P: Sequence[fl
     ``(roi or full) // binning`` (image_geometry ``reducedResolution``).
 
     Additions to image_geometry: falls back to K when P is all zero; returns None for an
-    uncalibrated camera (``K[0] == K[4] == P[0] == P[5] == 0``, which covers the
-    CameraInfo.msg convention "K[0] == 0 means uncalibrated" for a zeroed message); a
+    uncalibrated camera (``K[0] == 0``, the CameraInfo.msg convention "clients may assume
+    K[0] == 0.0 indicates an uncalibrated camera", whatever the other fields hold); a
     ROI with an offset but zero width/height extends to the image border; ``do_rectify``
     is ignored (its rectified ROI needs the distortion model; our inputs are rectified).
 
@@ -148,7 +148,7 @@ def camera_from_info(width: int, height: int, K: Sequence[float], P: Sequence[fl
     """
     k = _vec("K", K, 9)
     p = _vec("P", P, 12)
-    if k[0] == 0 and k[4] == 0 and p[0] == 0 and p[5] == 0:
+    if k[0] == 0:  # CameraInfo.msg: K[0] == 0 means uncalibrated (D, K, R, P should be zeroed)
         return None
     width, height = int(width), int(height)
     if width <= 0 or height <= 0:

@@ -487,8 +487,8 @@ class DepthNode(Node):
         lo, hi = cfg["min_range"], cfg["max_range"]
         depth_out = None
         if DEPTH_TOPIC in wanted or COLORIZED_TOPIC in wanted:
-            with np.errstate(invalid="ignore"):
-                depth_out = np.where((depth >= lo) & (depth <= hi), depth, np.float32(np.nan))
+            with np.errstate(invalid="ignore"):  # same validity as the cloud: finite, > 0, in range
+                depth_out = np.where((depth > 0) & (depth >= lo) & (depth <= hi), depth, np.float32(np.nan))
         if DEPTH_TOPIC in wanted:
             m = msgs.depth_image_msg(depth_out, header, encoding=cfg["depth_encoding"])
             publish_s += self._publish(DEPTH_TOPIC, m)
@@ -544,8 +544,10 @@ class DepthNode(Node):
         mode = cfg["cloud_mode"]
         if mode in ("organized", "stride"):
             stride = cfg["cloud_stride"] if mode == "stride" else 1
+            # organized: H x W with NaN holes (depth_image_proc); stride: a downsampled cloud for
+            # costmaps, 1 x N with the invalid points removed (is_dense)
             return depth_to_cloud(depth, camera, rgb=color, confidence=conf_field, min_range=lo,
-                                  max_range=hi, stride=stride)
+                                  max_range=hi, stride=stride, remove_invalid=(mode == "stride"))
         points = backproject(depth, camera, lo, hi)
         pts, col, cf = voxel_filter(points, cfg["voxel_size"], rgb=color, confidence=conf_field,
                                     outlier_nb=cfg["outlier_nb"], outlier_std=cfg["outlier_std"])

@@ -159,7 +159,7 @@ PARAMS: Tuple[ParamSpec, ...] = (
               choices=DEPTH_ENCODINGS),
     ParamSpec("cloud_mode", "organized",
               "depth/points layout: organized (H x W, NaN for invalid), stride (every cloud_stride-th pixel, "
-              "organized), voxel (unorganized, voxel_size grid, optional outlier removal; for Nav2).",
+              "1 x N without invalid points), voxel (unorganized, voxel_size grid, optional outlier removal; for Nav2).",
               choices=CLOUD_MODES),
     ParamSpec("cloud_color", True, "Add the packed 'rgb' field (xyzrgb, point_step 32) instead of xyz only."),
     ParamSpec("cloud_confidence", False, "Add a float32 'confidence' field to depth/points."),
