@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import argparse
 import ast
+import bisect
 import json
 import math
 import os
+import shutil
 import sys
 import time
 from dataclasses import dataclass, field
@@ -286,7 +288,17 @@ class InputItem:
 
 def _cv2():
     import cv2
+    global _CV2_QUIET
+    if not _CV2_QUIET:  # OpenCV logs its own WARN/ERROR lines for corrupt files; the CLI reports one line itself
+        try:
+            cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_FATAL)
+        except AttributeError:  # pragma: no cover - an OpenCV build without the logging utilities
+            pass
+        _CV2_QUIET = True
     return cv2
+
+
+_CV2_QUIET = False
 
 
 def collect_inputs(inputs: Sequence[str], every: int = 1) -> List[InputItem]:
@@ -406,6 +418,8 @@ def cmd_infer(args) -> int:
         raise CliError("--max-frames must be >= 1")
     items = collect_inputs(args.inputs, args.every)
     out = Path(args.out)
+    if out.exists() and not out.is_dir():
+        raise CliError(f"--out '{out}' is a file; give a folder (created when missing)")
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
@@ -540,6 +554,16 @@ def format_infer_summary(summary: dict, out: Path) -> str:
 # bag
 
 
+def _pick_info(by_stamp: Dict[int, Any], times: List[int], infos: List[Tuple[int, Any]], stamp: int, t_ns: int):
+    """CameraInfo for an image: same header stamp, else the latest logged at or before it, else the first."""
+    if stamp in by_stamp:
+        return by_stamp[stamp]
+    if not infos:
+        return None
+    i = bisect.bisect_right(times, t_ns)
+    return infos[i - 1][1] if i > 0 else infos[0][1]
+
+
 def _sibling_info_topic(image_topic: str) -> str:
     t = image_topic.rstrip("/")
     if t.endswith("/compressed"):
@@ -571,6 +595,8 @@ def cmd_bag(args) -> int:
         raise CliError(f"output bag '{dst}' already exists; choose a new path (rosbag2 writers never overwrite)")
     if args.depth_encoding not in ("32FC1", "16UC1"):
         raise CliError("--depth-encoding must be 32FC1 or 16UC1")
+    if args.cloud_stride < 1:
+        raise CliError(f"--cloud-stride must be >= 1, got {args.cloud_stride}")
     try:
         reader = Reader(src)
         reader.open()
@@ -647,11 +673,11 @@ def cmd_bag(args) -> int:
                 log(f"warning: no calibrated CameraInfo on '{info_topic}'")
                 intr.check_available()
 
+        info_times.sort(key=lambda tc: tc[0])
+        info_t = [t for t, _ in info_times]
+
         def info_for(stamp: int, t_ns: int):
-            if stamp in info_cams:
-                return info_cams[stamp]
-            before = [c for t, c in info_times if t <= t_ns]
-            return before[-1] if before else (info_times[0][1] if info_times else None)
+            return _pick_info(info_cams, info_t, info_times, stamp, t_ns)
 
         warned_size = False
         from tqdm import tqdm
@@ -674,8 +700,12 @@ def cmd_bag(args) -> int:
                 writer.add_topic(ttype, msgtype)
             for c in reader.connections:
                 if c.topic in copy_topics:
-                    writer.add_topic(c.topic, c.msgtype, msgdef=c.msgdef.data if c.msgdef else None,
-                                     rihs01=c.digest or None, qos=c.ext.offered_qos_profiles)
+                    try:
+                        writer.add_topic(c.topic, c.msgtype, msgdef=c.msgdef.data if c.msgdef else None,
+                                         rihs01=c.digest or None, qos=getattr(c.ext, "offered_qos_profiles", ()))
+                    except ValueError as exc:
+                        log(f"warning: not copying '{c.topic}': {_one_line(exc)}")
+                        copy_topics.discard(c.topic)
             wanted = [c for c in reader.connections if c.topic in copy_topics or c.topic == img_topic]
             copied = {}
             for conn, t_ns, raw in reader.messages(connections=wanted):
@@ -721,11 +751,19 @@ def cmd_bag(args) -> int:
         except BaseException:
             bar.close()
             writer.close()
+            if processed == 0:  # nothing of value; leaving it would only block the next run ("already exists")
+                shutil.rmtree(dst, ignore_errors=True)
+            else:
+                log(f"partial output bag kept: '{dst}' ({processed} frames)")
             raise
         bar.close()
         writer.close()
+        if processed == 0:
+            shutil.rmtree(dst, ignore_errors=True)
     finally:
         reader.close()
+    if processed == 0:
+        raise CliError(f"no frame of '{img_topic}' could be decoded; no output written")
     elapsed = time.perf_counter() - t_start
     counts = writer.counts
     summary = {"command": "bag", "input": str(src), "output": str(dst), "storage": storage, "model": lm.name,
@@ -747,8 +785,6 @@ def cmd_bag(args) -> int:
     if args.summary:
         Path(args.summary).write_text(json.dumps(summary, indent=1, default=str) + "\n")
     print("\n".join(lines))
-    if processed == 0:
-        raise CliError(f"no frame of '{img_topic}' could be processed")
     return 0
 
 

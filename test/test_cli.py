@@ -294,3 +294,102 @@ def test_bag_errors(tmp_path, capsys):
     line = _one_line_error(*run(capsys, "bag", tmp_path / "missing", tmp_path / "o", "--image-topic", "/x")[::2])
     assert "does not exist" in line
     assert not (tmp_path / "o").exists()
+
+
+# ---------------------------------------------------------------------------------------------
+# review fixes
+
+
+def test_error_corrupt_image_with_a_valid_signature_is_one_line(tmp_path, capfd):
+    # OpenCV itself prints WARN/ERROR lines for such a file (straight to fd 2): they must not precede ours
+    bad = tmp_path / "cut.png"
+    bad.write_bytes(b"\x89PNG\r\n\x1a\n" + b"GARBAGE" * 8)
+    code = cli.main([str(a) for a in ("infer", bad, "--out", tmp_path / "o", "--hfov", 60, "-q", *TINY_ZOE)])
+    out, err = capfd.readouterr()
+    line = _one_line_error(code, err)
+    assert "cut.png" in line and "cannot read image" in line
+
+
+def test_error_out_is_a_file(tmp_path, capsys):
+    target = tmp_path / "taken"
+    target.write_text("x")
+    line = _one_line_error(*run(capsys, "infer", ROOM, "--out", target, "--hfov", 60, *TINY_ZOE)[::2])
+    assert "taken" in line and "is a file" in line
+
+
+def test_pick_info_exact_stamp_then_latest_before_then_first():
+    infos = [(10, "a"), (20, "b"), (30, "c")]
+    times = [t for t, _ in infos]
+    assert cli._pick_info({7: "s"}, times, infos, 7, 25) == "s"
+    assert cli._pick_info({}, times, infos, 0, 25) == "b"
+    assert cli._pick_info({}, times, infos, 0, 30) == "c"
+    assert cli._pick_info({}, times, infos, 0, 5) == "a"
+    assert cli._pick_info({}, [], [], 0, 5) is None
+
+
+def _humble_style(bag):
+    """Turn a rosbags-written sqlite3 bag into what ROS 2 Humble records: no definitions, no type hashes."""
+    import sqlite3
+    db = next(bag.glob("*.db3"))
+    con = sqlite3.connect(db)
+    con.execute("DROP TABLE message_definitions")
+    con.execute("DROP TABLE schema")
+    con.commit()
+    con.close()
+    meta = bag / "metadata.yaml"
+    text = "\n".join(ln for ln in meta.read_text().splitlines() if "type_description_hash" not in ln
+                     and "RIHS01_" not in ln)
+    meta.write_text(text.replace("version: 8", "version: 5") + "\n")
+
+
+def _qos_of(bag):
+    from rosbags.rosbag2 import Reader
+    with Reader(bag) as r:
+        return {c.topic: c.ext.offered_qos_profiles for c in r.connections}
+
+
+def test_bag_from_a_humble_recording_copies_topics_and_states_qos(tmp_path, capsys):
+    src, dst = tmp_path / "in", tmp_path / "out"
+    topic, _ = make_bag(src, n=2)
+    _humble_style(src)
+    code, stdout, err = run(capsys, "bag", src, dst, "--image-topic", topic, "--copy", "all", *TINY_ZOE)
+    assert code == 0, err
+    topics = bagio.bag_summary(dst)
+    assert topics["/imu"] == ("std_msgs/msg/String", 2) and topics[topic] == (bagio.IMAGE, 2)
+    assert topics["/cam/depth/image"] == (bagio.IMAGE, 2)
+    from rosbags.interfaces import QosDurability, QosReliability
+    for t, profiles in _qos_of(dst).items():  # stated, so that ros2 bag play need not guess
+        assert len(profiles) == 1, t
+        assert profiles[0].reliability == QosReliability.RELIABLE and profiles[0].durability == QosDurability.VOLATILE
+
+
+def test_bag_writer_rejects_an_unknown_type_without_definition(tmp_path):
+    with bagio.BagWriter(tmp_path / "b") as w:
+        with pytest.raises(ValueError, match="no message definition for 'my_msgs/msg/Thing'"):
+            w.add_topic("/thing", "my_msgs/msg/Thing")
+
+
+def test_bag_single_mcap_file_as_input(tmp_path, capsys):
+    src, dst = tmp_path / "in", tmp_path / "out"
+    topic, _ = make_bag(src, storage="mcap", n=1)
+    code, stdout, err = run(capsys, "bag", next(src.glob("*.mcap")), dst, "--image-topic", topic, *TINY_ZOE)
+    assert code == 0, err
+    assert bagio.bag_storage(dst) == "mcap"
+    assert bagio.bag_summary(dst)[topic] == (bagio.IMAGE, 1)
+
+
+def test_bag_failure_before_any_frame_leaves_no_output(tmp_path, capsys):
+    src = tmp_path / "in"
+    with bagio.BagWriter(src) as w:
+        h = bagio.make_header(T0, "cam")
+        msg = bagio.image_message(np.zeros((4, 6, 3), np.uint8), "rgb8", h)
+        msg.encoding = "no_such_encoding"
+        w.write("/cam/image_raw", msg, T0)
+    dst = tmp_path / "o"
+    line = _one_line_error(*run(capsys, "bag", src, dst, "--image-topic", "/cam/image_raw", "--hfov", 60,
+                                *TINY_ZOE)[::2])
+    assert "could be decoded" in line
+    assert not dst.exists()  # a rerun must not stop at "already exists"
+    line = _one_line_error(*run(capsys, "bag", src, dst, "--image-topic", "/cam/image_raw", "--hfov", 60,
+                                "--cloud-stride", 0, *TINY_ZOE)[::2])
+    assert "--cloud-stride" in line and not dst.exists()

@@ -120,3 +120,11 @@ def test_demo_quick_runs_the_ros_graph(tmp_path):
     sent = {f[0] for f in json.loads((out / "logs" / "camera_stats.json").read_text())["frames"]}
     assert set(stamps["/depth/image"]) <= sent and stamps["/depth/image"] == stamps["/depth/points"]
     assert "AbsRel" in (out / "summary.txt").read_text()
+
+
+def test_demo_explicit_missing_weights_is_an_error_not_random(tmp_path, capsys):
+    out = tmp_path / "demo"
+    assert run_demo.main(["--weights", str(tmp_path / "ZoeD_M12_NK.pt"), "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert "ZoeD_M12_NK.pt" in err and "does not exist" in err and len(err.strip().splitlines()) == 1
+    assert not out.exists()  # nothing started, nothing replaced

@@ -170,12 +170,28 @@ def _as_bytes(data):
 
 def bag_storage(path) -> str:
     """'sqlite3' or 'mcap' from a rosbag2 folder's metadata.yaml (best effort)."""
-    meta = Path(path) / "metadata.yaml"
+    path = Path(path)
+    if path.suffix == ".mcap":  # a single file given to the reader
+        return "mcap"
+    if path.suffix == ".db3":
+        return "sqlite3"
+    meta = path / "metadata.yaml"
     try:
         text = meta.read_text()
     except OSError:
         return "sqlite3"
     return "mcap" if "storage_identifier: mcap" in text else "sqlite3"
+
+
+def default_qos():
+    """reliable, volatile, keep last 10: what ``ros2 bag play`` should offer for the written topics."""
+    from rosbags.interfaces import Qos, QosDurability, QosHistory, QosLiveliness, QosReliability, QosTime
+
+    zero = QosTime(sec=0, nsec=0)  # 0 s = the RMW default (infinite) for deadline, lifespan, lease
+    return Qos(history=QosHistory.KEEP_LAST, depth=10, reliability=QosReliability.RELIABLE,
+               durability=QosDurability.VOLATILE, deadline=zero, lifespan=zero,
+               liveliness=QosLiveliness.SYSTEM_DEFAULT, liveliness_lease_duration=zero,
+               avoid_ros_namespace_conventions=False)
 
 
 class BagWriter:
@@ -197,13 +213,24 @@ class BagWriter:
 
     def add_topic(self, topic: str, msgtype: str, msgdef: Optional[str] = None, rihs01: Optional[str] = None,
                   qos=()):
+        """Register ``topic`` once (later calls return the same connection).
+
+        The definition comes from ``msgdef`` + ``rihs01`` when both are given (a copied topic), else from
+        the typestore; a bag recorded before ROS 2 Iron has neither, so known types fall back to the
+        typestore and unknown ones raise ``ValueError``. ``qos`` defaults to :func:`default_qos`, so that
+        ``ros2 bag play`` publishes with a stated profile instead of guessing from an empty one.
+        """
         if topic not in self._conns:
-            if msgdef is None:
-                self._conns[topic] = self._writer.add_connection(topic, msgtype, typestore=typestore(),
-                                                                 offered_qos_profiles=list(qos))
-            else:
+            profiles = list(qos) if qos else [default_qos()]
+            if msgdef and rihs01:
                 self._conns[topic] = self._writer.add_connection(topic, msgtype, msgdef=msgdef, rihs01=rihs01,
-                                                                 offered_qos_profiles=list(qos))
+                                                                 offered_qos_profiles=profiles)
+            elif msgtype in typestore().types:
+                self._conns[topic] = self._writer.add_connection(topic, msgtype, typestore=typestore(),
+                                                                 offered_qos_profiles=profiles)
+            else:
+                raise ValueError(f"no message definition for '{msgtype}' (topic '{topic}'): the input bag stores "
+                                 "none and the type is not a standard ROS 2 message")
         return self._conns[topic]
 
     def write(self, topic: str, msg, t_ns: int) -> None:

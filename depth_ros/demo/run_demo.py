@@ -183,6 +183,11 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     args = build_parser().parse_args(list(sys.argv[1:] if argv is None else argv))
     t_start = time.monotonic()
     out = Path(args.out).resolve()
+    if args.weights and not Path(args.weights).expanduser().is_file():
+        # a wrong path is a mistake to report, not a reason to fall back to random weights
+        print(f"[demo] error: --weights '{args.weights}' does not exist (leave --weights out to use the cache, a "
+              "download or, failing those, random weights)", file=sys.stderr)
+        return 2
     try:
         _prepare_out(out)
     except SystemExit as exc:
