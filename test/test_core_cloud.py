@@ -267,3 +267,15 @@ def test_large_buffer_reuse_is_safe(monkeypatch):
     again = depth_to_cloud(d_a, cam_a, rgb=rgb)  # reuses the first buffer: its old bytes must be gone
     assert id(again.backing) == first_id
     assert again.data.tobytes() == ref
+
+
+def test_colorbar_labels_follow_the_range():
+    from depth_ros.core import colormap
+
+    assert colormap.colorbar_labels(0.0, 80.0) == ["80 m", "60 m", "40 m", "20 m", "0 m"]
+    assert colormap.colorbar_labels(0.5, 4.5) == ["4.5 m", "3.5 m", "2.5 m", "1.5 m", "0.5 m"]
+    for lo, hi in ((0.69, 0.695), (2.0, 2.0004), (0.5, 10.0), (1.0, 80.0)):
+        labels = colormap.colorbar_labels(lo, hi)
+        assert len(set(labels)) == len(labels), labels
+    bar = colormap.colorbar(200, 0.69, 0.695)
+    assert bar.shape == (200, 80, 3) and bar.dtype == np.uint8

@@ -129,6 +129,22 @@ def colorize_confidence(conf, min_conf: Optional[float] = None, max_conf: Option
     return _apply(c, valid, lo, 255.0 / (hi - lo), cmap, invalid_color)
 
 
+def colorbar_labels(min_depth: float, max_depth: float, n_ticks: int = 5, unit: str = "m") -> list:
+    """Tick labels of :func:`colorbar`, far (top) to near (bottom), with enough decimals that
+    neighbouring labels differ (one digit below the tick spacing)."""
+    lo, hi = float(min_depth), float(max_depth)
+    n_ticks = max(2, int(n_ticks))
+    span = hi - lo
+    step = abs(span) / (n_ticks - 1)
+    if step >= 2.5:
+        decimals = 0
+    elif step > 0:
+        decimals = min(6, max(1, int(np.ceil(-np.log10(step))) + 1))
+    else:
+        decimals = 2
+    return ["%.*f %s" % (decimals, hi - i / (n_ticks - 1) * span, unit) for i in range(n_ticks)]
+
+
 def colorbar(height: int, min_depth: float, max_depth: float, width: int = 80, cmap: str = "turbo",
              n_ticks: int = 5, unit: str = "m", background: Sequence[int] = (0, 0, 0),
              text_color: Sequence[int] = (255, 255, 255)) -> np.ndarray:
@@ -151,18 +167,15 @@ def colorbar(height: int, min_depth: float, max_depth: float, width: int = 80, c
     t = (rows - top) / max(1, bottom - top)  # 0 at the top (far) -> 1 at the bottom (near)
     lut = _lut(cmap)[:, 0, :]
     img[top:bottom + 1, 2:2 + bar_w] = lut[np.rint(t * 255).astype(np.int64)][:, None, :]
-    span = hi - lo
-    decimals = 0 if abs(span) >= 10 else (1 if abs(span) >= 1 else 2)
     font = cv2.FONT_HERSHEY_SIMPLEX
     scale = max(0.3, min(0.5, height / 600.0))
     color = tuple(int(v) for v in text_color)
-    n_ticks = max(2, int(n_ticks))
-    for i in range(n_ticks):
+    labels = colorbar_labels(lo, hi, n_ticks, unit)
+    n_ticks = len(labels)
+    for i, label in enumerate(labels):
         frac = i / (n_ticks - 1)
         y = int(round(top + frac * (bottom - top)))
-        value = hi - frac * span
         cv2.line(img, (2 + bar_w, y), (2 + bar_w + 3, y), color, 1)
-        label = "%.*f %s" % (decimals, value, unit)
         (_tw, th), _base = cv2.getTextSize(label, font, scale, 1)
         ty = min(max(y + th // 2, th + 1), height - 2)
         cv2.putText(img, label, (bar_w + 8, ty), font, scale, color, 1, cv2.LINE_AA)
