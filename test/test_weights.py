@@ -160,3 +160,35 @@ def test_weights_dir_is_searched_before_cache(spec, tmp_path, monkeypatch):
     monkeypatch.setenv("DEPTH_ROS_WEIGHTS_DIR", str(tmp_path / "wd"))
     monkeypatch.setenv("DEPTH_ROS_CACHE", str(tmp_path / "cache"))
     assert resolve_weights(None, spec) == tmp_path / "wd" / "tiny.pt"
+
+
+class _TruncatedResponse:
+    """An HTTP response whose body ends before its Content-Length (a dropped connection: http.client's
+    read() then just returns b"" instead of raising)."""
+
+    def __init__(self, body: bytes, length: int):
+        self.headers = {"Content-Length": str(length)}
+        self._body = body
+
+    def read(self, n=-1):
+        out, self._body = self._body[:n], self._body[n:]
+        return out
+
+    def close(self):
+        pass
+
+
+def test_truncated_download_is_rejected_and_leaves_nothing(tmp_path, monkeypatch):
+    import depth_ros.models.weights as W
+    src, _ = _payload(tmp_path)
+    body = src.read_bytes()
+    monkeypatch.setattr(W.urllib.request, "urlopen",
+                        lambda url, timeout=None: _TruncatedResponse(body[:-10], len(body)))
+    dest = tmp_path / "cache" / "x.pt"
+    with pytest.raises(WeightsError) as err:
+        download(WeightsSpec("x.pt", "https://example.invalid/x.pt"), dest)   # no digest known
+    assert "incomplete" in str(err.value) and "https://example.invalid/x.pt" in str(err.value)
+    assert not dest.exists() and not list(dest.parent.glob("*"))
+    # a complete body of the announced length is accepted
+    monkeypatch.setattr(W.urllib.request, "urlopen", lambda url, timeout=None: _TruncatedResponse(body, len(body)))
+    assert download(WeightsSpec("x.pt", "https://example.invalid/x.pt"), dest).read_bytes() == body

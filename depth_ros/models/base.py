@@ -5,7 +5,6 @@ numpy RGB in, metric depth out, at the input resolution.
 """
 from __future__ import annotations
 
-import contextlib
 from dataclasses import dataclass
 from typing import Optional, Union
 
@@ -63,14 +62,6 @@ class DepthModel:
     def warmup(self, height: int = 480, width: int = 640) -> None:
         """Run one inference on a blank image so that kernels/compilation are ready."""
         self.infer(np.zeros((height, width, 3), np.uint8))
-
-    def autocast(self):
-        """Autocast context for reduced precision on CUDA; a no-op for float32 or on CPU."""
-        if self.device.type == "cuda" and self.dtype in (torch.float16, torch.bfloat16):
-            return torch.autocast("cuda", dtype=self.dtype)
-        if self.device.type == "cpu" and self.dtype == torch.bfloat16:
-            return torch.autocast("cpu", dtype=torch.bfloat16)
-        return contextlib.nullcontext()
 
 
 def resolve_device(device: Union[str, torch.device, None]) -> torch.device:

@@ -3,7 +3,7 @@
 Resolution order for ``resolve_weights``: an explicit path -> ``$DEPTH_ROS_WEIGHTS_DIR`` (a folder of
 checkpoints you manage) -> the local cache (``$DEPTH_ROS_CACHE`` or ``~/.cache/depth_ros``) -> a download from the official URL when allowed
 (``allow_download=True`` and ``DEPTH_ROS_OFFLINE`` unset). A download goes to a temporary file with a
-progress bar, is checked against a recorded sha256 where one is known, and is renamed into place
+progress bar, is checked against the announced length and a recorded sha256 where one is known, and is renamed into place
 atomically. Every failure raises ``WeightsError`` with one message that says what to do.
 """
 from __future__ import annotations
@@ -79,23 +79,35 @@ def download(spec: WeightsSpec, dest: Path, timeout: float = 30.0) -> Path:
                 f"(or pass its path as weights)") from None
         total = int(resp.headers.get("Content-Length") or 0) or None
         h = hashlib.sha256()
+        size = 0
         try:
             from tqdm import tqdm
             bar = tqdm(total=total, unit="B", unit_scale=True, desc=spec.filename)
         except ImportError:  # pragma: no cover
             bar = None
-        with os.fdopen(fd, "wb") as out:
-            fd = -1
-            while True:
-                block = resp.read(1 << 20)
-                if not block:
-                    break
-                out.write(block)
-                h.update(block)
-                if bar is not None:
-                    bar.update(len(block))
-        if bar is not None:
-            bar.close()
+        try:
+            with os.fdopen(fd, "wb") as out:
+                fd = -1
+                while True:
+                    block = resp.read(1 << 20)
+                    if not block:
+                        break
+                    out.write(block)
+                    h.update(block)
+                    size += len(block)
+                    if bar is not None:
+                        bar.update(len(block))
+        finally:
+            if bar is not None:
+                bar.close()
+            close = getattr(resp, "close", None)
+            if callable(close):
+                close()
+        # http.client returns b"" (no error) when a connection drops early: compare with Content-Length,
+        # or a truncated file would be renamed into the cache (no digest is known for most files).
+        if total is not None and size != total:
+            raise WeightsError(f"download of {spec.url} is incomplete ({size} of {total} bytes); try again, or "
+                               f"download it by hand and put it at {dest}")
         if spec.sha256 and h.hexdigest() != spec.sha256:
             raise WeightsError(f"download of {spec.url} is corrupt: sha256 {h.hexdigest()} != {spec.sha256}")
         os.replace(tmp, dest)
