@@ -523,39 +523,37 @@ def _apply_rules(rules, key: str) -> Optional[str]:
     return None
 
 
+def _hf_fusion_key(m, n_levels: int) -> Optional[str]:
+    level = 0 if m[1] == "final" else n_levels - 1 - int(m[2])
+    inner = _apply_rules(_HF_FUSION_INNER, m[3])
+    return None if inner is None else f"decoder.fusions.{level}.{inner}"
+
+
+# Hugging Face names outside the ViTs -> ours: (pattern, function(match, n_levels) -> our key or None).
+# HF numbers the upsampling and fusion levels the other way round.
+_HF_OTHER_RULES = [
+    (r"^depth_pro\.neck\.fuse_image_with_low_res\.(.+)$", lambda m, n: f"encoder.fuse_lowres.{m[1]}"),
+    (r"^depth_pro\.neck\.feature_upsample\.image_block\.layers\.0\.(.+)$",
+     lambda m, n: f"encoder.upsample_lowres.{m[1]}"),
+    (r"^depth_pro\.neck\.feature_upsample\.intermediate\.(\d+)\.layers\.(\d+)\.(.+)$",
+     lambda m, n: f"encoder.upsample_latent{1 - int(m[1])}.{m[2]}.{m[3]}"),
+    (r"^depth_pro\.neck\.feature_upsample\.scaled_images\.(\d+)\.layers\.(\d+)\.(.+)$",
+     lambda m, n: f"encoder.upsample{2 - int(m[1])}.{m[2]}.{m[3]}"),
+    (r"^depth_pro\.neck\.feature_projection\.projections\.(\d+)\.(.+)$",
+     lambda m, n: f"decoder.convs.{n - 1 - int(m[1])}.{m[2]}"),
+    (r"^fusion_stage\.(final|intermediate\.(\d+))\.(.+)$", _hf_fusion_key),
+    (r"^head\.layers\.(\d+)\.(.+)$", lambda m, n: f"head.{m[1]}.{m[2]}"),
+    (r"^fov_model\.fov_encoder\.neck\.(.+)$", lambda m, n: f"fov.encoder.1.{m[1]}"),
+    (r"^fov_model\.conv\.(.+)$", lambda m, n: f"fov.downsample.0.{m[1]}"),
+    (r"^fov_model\.head\.layers\.(\d+)\.(.+)$", lambda m, n: f"fov.head.{m[1]}.{m[2]}"),
+]
+
+
 def _hf_other_key(key: str, n_levels: int = 5) -> Optional[str]:
-    m = re.match(r"^depth_pro\.neck\.fuse_image_with_low_res\.(.+)$", key)
-    if m:
-        return f"encoder.fuse_lowres.{m[1]}"
-    m = re.match(r"^depth_pro\.neck\.feature_upsample\.image_block\.layers\.0\.(.+)$", key)
-    if m:
-        return f"encoder.upsample_lowres.{m[1]}"
-    m = re.match(r"^depth_pro\.neck\.feature_upsample\.intermediate\.(\d+)\.layers\.(\d+)\.(.+)$", key)
-    if m:
-        return f"encoder.upsample_latent{1 - int(m[1])}.{m[2]}.{m[3]}"
-    m = re.match(r"^depth_pro\.neck\.feature_upsample\.scaled_images\.(\d+)\.layers\.(\d+)\.(.+)$", key)
-    if m:
-        return f"encoder.upsample{2 - int(m[1])}.{m[2]}.{m[3]}"
-    m = re.match(r"^depth_pro\.neck\.feature_projection\.projections\.(\d+)\.(.+)$", key)
-    if m:
-        return f"decoder.convs.{n_levels - 1 - int(m[1])}.{m[2]}"
-    m = re.match(r"^fusion_stage\.(final|intermediate\.(\d+))\.(.+)$", key)
-    if m:
-        level = 0 if m[1] == "final" else n_levels - 1 - int(m[2])
-        inner = _apply_rules(_HF_FUSION_INNER, m[3])
-        return None if inner is None else f"decoder.fusions.{level}.{inner}"
-    m = re.match(r"^head\.layers\.(\d+)\.(.+)$", key)
-    if m:
-        return f"head.{m[1]}.{m[2]}"
-    m = re.match(r"^fov_model\.fov_encoder\.neck\.(.+)$", key)
-    if m:
-        return f"fov.encoder.1.{m[1]}"
-    m = re.match(r"^fov_model\.conv\.(.+)$", key)
-    if m:
-        return f"fov.downsample.0.{m[1]}"
-    m = re.match(r"^fov_model\.head\.layers\.(\d+)\.(.+)$", key)
-    if m:
-        return f"fov.head.{m[1]}.{m[2]}"
+    for pattern, to_ours in _HF_OTHER_RULES:
+        m = re.match(pattern, key)
+        if m:
+            return to_ours(m, n_levels)
     return None
 
 
