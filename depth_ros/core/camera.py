@@ -10,7 +10,7 @@ Depth Pro for its focal estimate), so ``from_hfov(...).hfov_deg`` round-trips.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Optional, Sequence, Tuple
 
 import numpy as np
@@ -88,10 +88,6 @@ class PinholeCamera:
         sx = width / self.width
         sy = height / self.height
         return PinholeCamera(width, height, self.fx * sx, self.fy * sy, self.cx * sx, self.cy * sy)
-
-    def with_focal(self, fx: float, fy: Optional[float] = None) -> "PinholeCamera":
-        """Copy with another focal length (principal point kept)."""
-        return replace(self, fx=float(fx), fy=float(fx if fy is None else fy))
 
     @classmethod
     def from_focal(cls, width: int, height: int, f_px: float, fy: Optional[float] = None,

@@ -18,7 +18,6 @@ IMAGE = "sensor_msgs/msg/Image"
 COMPRESSED = "sensor_msgs/msg/CompressedImage"
 CAMERA_INFO = "sensor_msgs/msg/CameraInfo"
 POINTCLOUD2 = "sensor_msgs/msg/PointCloud2"
-DIAGNOSTIC_ARRAY = "diagnostic_msgs/msg/DiagnosticArray"
 STRING = "std_msgs/msg/String"
 
 _TYPESTORE = None

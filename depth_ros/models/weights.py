@@ -38,14 +38,6 @@ def downloads_allowed(allow_download: bool = True) -> bool:
     return allow_download and os.environ.get("DEPTH_ROS_OFFLINE", "0") not in ("1", "true", "yes")
 
 
-def sha256_of(path: Union[str, Path], chunk: int = 1 << 22) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(chunk), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 def resolve_weights(weights: Union[None, str, Path], spec: WeightsSpec, allow_download: bool = True) -> Path:
     """Return an existing checkpoint path for ``weights`` (see module docstring)."""
     if weights is not None and str(weights) != "":
