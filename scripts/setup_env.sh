@@ -22,7 +22,8 @@ fi
 if ! ldconfig -p 2>/dev/null | grep -q 'libusb-1.0.so.0'; then
   if command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = "0" ]; then
     echo "[setup] installing libusb-1.0-0 (needed by open3d)" >&2
-    (apt-get install -y -qq libusb-1.0-0 >/dev/null 2>&1 || { apt-get update -qq >/dev/null && apt-get install -y -qq libusb-1.0-0 >/dev/null; })
+    (apt-get install -y -qq libusb-1.0-0 >/dev/null 2>&1 || { apt-get update -qq >/dev/null && apt-get install -y -qq libusb-1.0-0 >/dev/null; }) \
+      || echo "[setup] warning: could not install libusb-1.0-0; open3d (PLY output, voxel outlier removal) will fail" >&2
   else
     echo "[setup] warning: libusb-1.0-0 missing; open3d features will be unavailable" >&2
   fi
