@@ -104,6 +104,16 @@ def _check_outputs(ros, node, cols, diag, cam, fq_name, model_name):
     assert v["focal_source"] == "camera_info" and float(v["focal_px"]) == pytest.approx(150.0)
 
 
+def _shutdown(node, cam):
+    """Stop the camera and the node (SIGINT), clean both up; return the node's exit code and output."""
+    cam.stop()
+    code = node.stop()
+    log = node.output()
+    node.cleanup()
+    cam.cleanup()
+    return code, log
+
+
 def _run_zoedepth_launch(ros, ns, model_params, model_name):
     camera = ru.publisher_command(image_topic="/cam/image_raw", info_topic="/cam/camera_info", width=320,
                                   height=240, encoding="bgr8", fx=300.0, rate=5, wait_subscribers=60)
@@ -112,11 +122,7 @@ def _run_zoedepth_launch(ros, ns, model_params, model_name):
     try:
         _check_outputs(ros, node, cols, diag, cam, f"/{ns}/depth_node", model_name)
     finally:
-        cam.stop()
-        code = node.stop()
-        log = node.output()
-        node.cleanup()
-        cam.cleanup()
+        code, log = _shutdown(node, cam)
     assert code == 0, log  # SIGINT (Ctrl-C / launch shutdown) ends it cleanly
     assert "Traceback" not in log, log
 
@@ -152,11 +158,7 @@ def test_depthpro_launch_estimates_missing_intrinsics(ros):
         v = _diag_values(diag, "/dp/depth_node", lambda v: v.get("focal_source") == "model", 10.0)
         assert "no CameraInfo" in v["focal_reason"]
     finally:
-        cam.stop()
-        code = node.stop()
-        log = node.output()
-        node.cleanup()
-        cam.cleanup()
+        code, log = _shutdown(node, cam)
     assert code == 0, log
     assert "Depth Pro's own focal-length estimate" in log
 
