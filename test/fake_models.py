@@ -7,12 +7,13 @@ subprocess ``test/ros_utils.py`` adds it to ``PYTHONPATH``).
 """
 from __future__ import annotations
 
+import dataclasses
 import threading
 import time
 
 import numpy as np
 
-from depth_ros.models.base import DepthPrediction
+from depth_ros.models.base import Capabilities, DepthPrediction
 
 
 class ConstantDepthModel:
@@ -21,7 +22,7 @@ class ConstantDepthModel:
     Confidence is 0.25 in the left half and 1.0 in the right half. Counts its calls (thread-safe).
     """
 
-    estimates_focal = False
+    capabilities = Capabilities(confidence=True)
     name = "constant_depth"
     #: every instance, so that in-process tests can find the one a node built
     instances: list = []
@@ -31,6 +32,7 @@ class ConstantDepthModel:
         self.weights, self.device, self.dtype = weights, device, dtype
         self.depth, self.ramp, self.delay = float(depth), float(ramp), float(delay)
         self.with_confidence = bool(confidence)
+        self.capabilities = dataclasses.replace(type(self).capabilities, confidence=self.with_confidence)
         self.domain_name, self.domain_conf = domain_name, float(domain_confidence)
         self.extra = extra
         self.calls = 0
@@ -70,7 +72,7 @@ class ConstantDepthModel:
 class FocalEstimatingModel(ConstantDepthModel):
     """Like Depth Pro: estimates the focal length itself (``focal_ratio * width``) when f_px is None."""
 
-    estimates_focal = True
+    capabilities = Capabilities(estimates_focal=True, confidence=True)
 
     def __init__(self, focal_ratio=0.8, **kw):
         super().__init__(**kw)
@@ -97,6 +99,8 @@ class BrokenModel(ConstantDepthModel):
 
 class DomainSwitchModel(ConstantDepthModel):
     """Has a settable ``domain`` like ZoeDepth-NK ("auto" reports the router's pick: indoor)."""
+
+    capabilities = Capabilities(confidence=True, domains=("indoor", "outdoor"))
 
     def __init__(self, **kw):
         super().__init__(**kw)

@@ -15,7 +15,19 @@ from typing import Optional, Sequence, Tuple
 
 import numpy as np
 
-__all__ = ["CameraInfoError", "PinholeCamera", "camera_from_info"]
+__all__ = ["CameraInfoError", "PinholeCamera", "camera_from_info", "focal_from_hfov", "hfov_from_focal"]
+
+
+def focal_from_hfov(width: float, hfov_deg: float) -> float:
+    """Focal length (pixels) of an image ``width`` pixels wide with horizontal FOV ``hfov_deg``:
+    ``f = 0.5 W / tan(hfov / 2)``. The one FOV -> focal formula of depth_ros."""
+    return 0.5 * float(width) / math.tan(math.radians(float(hfov_deg)) / 2.0)
+
+
+def hfov_from_focal(width: float, f_px: float) -> float:
+    """Horizontal FOV (degrees) of focal length ``f_px``: ``2 atan(W / (2 f))``; inverse of
+    :func:`focal_from_hfov`."""
+    return math.degrees(2.0 * math.atan(0.5 * float(width) / float(f_px)))
 
 
 class CameraInfoError(ValueError):
@@ -48,12 +60,12 @@ class PinholeCamera:
     @property
     def hfov_deg(self) -> float:
         """Horizontal field of view, degrees: ``2 atan(W / (2 fx))``."""
-        return math.degrees(2.0 * math.atan(0.5 * self.width / self.fx))
+        return hfov_from_focal(self.width, self.fx)
 
     @property
     def vfov_deg(self) -> float:
         """Vertical field of view, degrees: ``2 atan(H / (2 fy))``."""
-        return math.degrees(2.0 * math.atan(0.5 * self.height / self.fy))
+        return hfov_from_focal(self.height, self.fy)
 
     @property
     def size(self) -> Tuple[int, int]:
@@ -107,8 +119,7 @@ class PinholeCamera:
         hfov_deg = float(hfov_deg)
         if not (0.0 < hfov_deg < 180.0):
             raise CameraInfoError("horizontal FOV must be in (0, 180) degrees, got %r" % hfov_deg)
-        f = 0.5 * int(width) / math.tan(math.radians(hfov_deg) / 2.0)
-        return cls.from_focal(width, height, f, cx=cx, cy=cy)
+        return cls.from_focal(width, height, focal_from_hfov(int(width), hfov_deg), cx=cx, cy=cy)
 
 
 def _vec(name: str, values, n: int) -> np.ndarray:

@@ -6,7 +6,7 @@ numpy RGB in, metric depth out, at the input resolution.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Optional, Union
+from typing import Any, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import torch
@@ -24,6 +24,7 @@ class DepthPrediction:
     focal_source: "given" (caller passed f_px), "estimated" (model estimated it), or None.
     domain: "indoor" / "outdoor" (ZoeDepth-NK router or a single-domain model), else None.
     domain_confidence: router softmax probability of ``domain`` in [0, 1], else None.
+    domain_logits: the router's logits (indoor, outdoor) of this image when the model routes, else None.
     """
 
     depth: np.ndarray
@@ -32,18 +33,50 @@ class DepthPrediction:
     focal_source: Optional[str] = None
     domain: Optional[str] = None
     domain_confidence: Optional[float] = None
+    domain_logits: Optional[Tuple[float, float]] = None
+
+
+@dataclass(frozen=True)
+class Capabilities:
+    """What a model can do, declared by the model (the node and the pipeline read only this).
+
+    estimates_focal: ``infer(rgb)`` without ``f_px`` estimates the focal length (``DepthPrediction.focal_px``)
+      and ``estimate_focal(rgb)`` runs the estimate alone (Depth Pro).
+    confidence: ``DepthPrediction.confidence`` is set.
+    domains: the heads ``model.domain`` can be forced to besides ``"auto"`` (ZoeDepth-NK: indoor, outdoor);
+      empty when the model has no domain switch.
+    routes_domains: the model chooses a head per image (``DepthPrediction.domain_logits`` is set).
+    batch: ``infer_batch`` runs several images in one pass (else it loops over ``infer``).
+    metric_reference: ``infer(rgb, f_px, reference=...)`` accepts a metric depth image of the same frame
+      (H x W float32 metres, NaN where unknown) to align its prediction to (Marigold).
+    """
+
+    estimates_focal: bool = False
+    confidence: bool = False
+    domains: Tuple[str, ...] = ()
+    routes_domains: bool = False
+    batch: bool = False
+    metric_reference: bool = False
 
 
 class DepthModel:
-    """Base class. Subclasses set ``self.net`` and implement ``infer``.
+    """Base class of every model family (and of ``UserModel``, the wrapper of a user's class).
 
-    Users may bring their own class (``create_model("pkg.mod:Class", ...)``): it only needs
-    ``infer(rgb, f_px=None) -> DepthPrediction``; subclassing this class is optional.
+    The template every family follows (see ``zoedepth.py``, ``depth_pro.py``):
+
+    * the module registers a factory with ``@register_model(name)`` for each name it has in
+      ``registry.FAMILIES``; the factory resolves and loads the weights (``depth_ros.models.weights``:
+      ``weights_only`` pickles, official and Hugging Face layouts detected by key names and converted,
+      then loaded strictly);
+    * ``self.net`` is the ``torch.nn.Module`` whose ``forward`` works at network resolution on a
+      normalised batch (what ``depth-ros export`` traces);
+    * ``infer(rgb, f_px)`` does the rest: checks and normalises the image, resizes it to the network,
+      converts the output to metres and resizes it back to the input size;
+    * ``capabilities`` says what the model offers (see ``Capabilities``).
     """
 
     name: str = "depth_model"
-    #: True when the model can estimate the focal length itself (Depth Pro).
-    estimates_focal: bool = False
+    capabilities: Capabilities = Capabilities()
 
     def __init__(self, net: Optional[torch.nn.Module] = None, device: Union[str, torch.device] = "cpu",
                  dtype: Union[str, torch.dtype] = "float32"):
@@ -59,9 +92,65 @@ class DepthModel:
         raise NotImplementedError(f"{type(self).__name__} cannot estimate the focal length")
 
     # -- helpers ------------------------------------------------------------------------------
+    @property
+    def estimates_focal(self) -> bool:
+        return self.capabilities.estimates_focal
+
+    def infer_batch(self, images: Sequence[np.ndarray]) -> List[DepthPrediction]:
+        return [self.infer(im) for im in images]
+
+    def set_domain(self, domain: str) -> None:
+        """Force a head (``capabilities.domains``) or ``"auto"``; ValueError for anything else."""
+        if domain == "auto" or domain in self.capabilities.domains:
+            self.domain = domain
+            return
+        have = ", ".join(self.capabilities.domains) or "none"
+        raise ValueError(f"model {self.name} has no '{domain}' head (heads: {have})")
+
     def warmup(self, height: int = 480, width: int = 640) -> None:
         """Run one inference on a blank image so that kernels/compilation are ready."""
         self.infer(np.zeros((height, width, 3), np.uint8))
+
+
+class UserModel(DepthModel):
+    """A user's class (``package.module:ClassName``) that does not derive from ``DepthModel``.
+
+    The class needs ``infer(rgb, f_px=None) -> DepthPrediction``; it may declare ``capabilities``
+    (a ``Capabilities``) and define ``warmup(height, width)`` and ``estimate_focal(rgb)``.
+    """
+
+    def __init__(self, inner: Any):
+        caps = getattr(inner, "capabilities", Capabilities())
+        if not isinstance(caps, Capabilities):
+            raise ValueError(f"{type(inner).__name__}.capabilities must be a depth_ros.models.Capabilities, "
+                             f"got {type(caps).__name__}")
+        self.inner = inner
+        self.capabilities = caps
+        self.name = str(getattr(inner, "name", type(inner).__name__))
+        self.device = getattr(inner, "device", "cpu")
+        self.dtype = getattr(inner, "dtype", "float32")
+        self.net = None
+        self.domain = "auto"
+
+    def infer(self, rgb: np.ndarray, f_px: FocalLike = None) -> DepthPrediction:
+        return self.inner.infer(rgb, f_px=f_px)
+
+    def estimate_focal(self, rgb: np.ndarray) -> float:
+        if not self.capabilities.estimates_focal:
+            return super().estimate_focal(rgb)
+        return self.inner.estimate_focal(rgb)
+
+    def set_domain(self, domain: str) -> None:
+        super().set_domain(domain)
+        if self.capabilities.domains:
+            self.inner.domain = domain
+
+    def warmup(self, height: int = 480, width: int = 640) -> None:
+        warm = getattr(type(self.inner), "warmup", None)
+        if warm is not None:
+            self.inner.warmup(height, width)
+        else:
+            super().warmup(height, width)
 
 
 def resolve_device(device: Union[str, torch.device, None]) -> torch.device:

@@ -35,7 +35,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from depth_ros.core.camera import focal_from_hfov
 from depth_ros.models.base import (
+    Capabilities,
     DepthModel,
     DepthPrediction,
     FocalLike,
@@ -650,7 +652,7 @@ def fov_to_focal(fov_deg: Union[float, torch.Tensor], width: int) -> float:
     if not math.isfinite(fov):
         fov = FOV_FALLBACK_DEG
     fov = min(max(fov, FOV_RANGE_DEG[0]), FOV_RANGE_DEG[1])
-    return 0.5 * width / math.tan(0.5 * math.radians(fov))
+    return focal_from_hfov(width, fov)
 
 
 class DepthPro(DepthModel):
@@ -662,13 +664,12 @@ class DepthPro(DepthModel):
     """
 
     name = "depth_pro"
-    estimates_focal = True
 
     def __init__(self, net: DepthProNet, device="cpu", dtype="float32", compile: Union[bool, str] = False):
         super().__init__(net=None, device=device, dtype=dtype)
         self.config = net.config
         self.net = net.to(device=self.device, dtype=self.dtype).eval()
-        self.estimates_focal = net.fov is not None
+        self.capabilities = Capabilities(estimates_focal=net.fov is not None)
         self._forward = self.net
         self._forward_fov = self.net.forward_fov
         if compile:

@@ -50,7 +50,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from depth_ros.models.base import DepthModel, DepthPrediction, check_rgb, focal_to_float
+from depth_ros.models.base import Capabilities, DepthModel, DepthPrediction, check_rgb, focal_to_float
 from depth_ros.models.dpt_beit import BACKBONES, BeitDPT, DPTFeatures, relative_position_index
 from depth_ros.models.registry import register_model
 from depth_ros.models.weights import WeightsError, WeightsSpec, load_state_dict, load_strict, resolve_weights
@@ -747,6 +747,8 @@ class ZoeDepth(DepthModel):
         if comp:
             net.compile_parts(**({"mode": comp} if isinstance(comp, str) and comp != "default" else {}))
         self.net = net
+        self.capabilities = Capabilities(confidence=True, domains=self.domains, routes_domains=net.routed,
+                                         batch=True)
         self._domain = "auto"
         self.domain = config.get("domain", "auto")
 
@@ -829,7 +831,9 @@ class ZoeDepth(DepthModel):
             preds.append(DepthPrediction(depth=np.ascontiguousarray(depth_np[i], dtype=np.float32),
                                          confidence=np.ascontiguousarray(conf_np[i], dtype=np.float32),
                                          focal_px=None, focal_source=None, domain=DOMAINS[name],
-                                         domain_confidence=dconf))
+                                         domain_confidence=dconf,
+                                         domain_logits=(None if logits is None else
+                                                        (float(img_logits[i, 0]), float(img_logits[i, 1])))))
         return preds
 
 
