@@ -1,5 +1,6 @@
 """Weights resolution/loading and the model registry (no real checkpoints needed)."""
 import hashlib
+import re
 
 import numpy as np
 import pytest
@@ -74,7 +75,7 @@ def test_load_state_dict_unwraps_and_strips_module(tmp_path):
 def test_load_state_dict_corrupt_file(tmp_path):
     path = tmp_path / "bad.pt"
     path.write_bytes(b"this is not a checkpoint")
-    with pytest.raises(WeightsError, match="unreadable or corrupt"):
+    with pytest.raises(WeightsError, match="not a PyTorch checkpoint"):
         load_state_dict(path)
 
 
@@ -192,3 +193,111 @@ def test_truncated_download_is_rejected_and_leaves_nothing(tmp_path, monkeypatch
     # a complete body of the announced length is accepted
     monkeypatch.setattr(W.urllib.request, "urlopen", lambda url, timeout=None: _TruncatedResponse(body, len(body)))
     assert download(WeightsSpec("x.pt", "https://example.invalid/x.pt"), dest).read_bytes() == body
+
+
+# ------------------------------------------- one clear line for every broken checkpoint (issue 10, defect 5)
+
+def _good_bytes(legacy=False):
+    import io
+    buf = io.BytesIO()
+    torch.save({"model": {"w": torch.arange(600.0)}}, buf, _use_new_zipfile_serialization=not legacy)
+    return buf.getvalue()
+
+
+def _check_one_line(err, path, fragment):
+    msg = str(err.value)
+    assert msg.startswith(f"weights file '{path}'"), msg
+    assert fragment in msg, msg
+    assert "\n" not in msg and "weights_only" not in msg and "file an issue" not in msg.lower(), msg
+
+
+@pytest.mark.parametrize("name, make, fragment", [
+    ("empty", lambda: b"", "empty file (0 bytes)"),
+    ("random", lambda: np.random.default_rng(1).bytes(4096), "not a PyTorch checkpoint (neither a zip archive"),
+    ("text", lambda: b"<html>404 Not Found</html>", "not a PyTorch checkpoint"),
+    ("truncated_zip", lambda: _good_bytes()[:1500], "truncated file"),
+    ("zip_without_tail", lambda: _good_bytes()[:-40], "truncated file"),
+    ("truncated_legacy", lambda: _good_bytes(legacy=True)[:70], "truncated file"),
+    ("truncated_legacy_data", lambda: _good_bytes(legacy=True)[:-100], "truncated file"),
+    ("plain_pickle", lambda: __import__("pickle").dumps({"w": [1.0, 2.0]}), "not a PyTorch checkpoint"),
+])
+def test_broken_checkpoints_give_one_clear_line(tmp_path, name, make, fragment):
+    path = tmp_path / f"{name}.pt"
+    path.write_bytes(make())
+    with pytest.raises(WeightsError) as err:
+        load_state_dict(path)
+    _check_one_line(err, path, fragment)
+
+
+def test_legacy_format_checkpoint_still_loads(tmp_path):
+    path = tmp_path / "legacy.pt"
+    path.write_bytes(_good_bytes(legacy=True))
+    assert torch.equal(load_state_dict(path)["w"], torch.arange(600.0))
+
+
+def test_foreign_pickle_global_is_named(tmp_path):
+    # a numpy Generator: harmless, but not a tensor; the refusal names what the pickle would import
+    path = tmp_path / "np.pt"
+    torch.save({"model": {"a": torch.ones(1)}, "obj": np.random.default_rng(0)}, path)
+    with pytest.raises(WeightsError) as err:
+        load_state_dict(path)
+    _check_one_line(err, path, "refused: the pickle would import and call numpy.")
+
+
+def test_non_tensor_and_non_dict_contents(tmp_path):
+    for obj, fragment in (([torch.ones(1)], "it holds a list"), ({}, "it holds an empty dict"),
+                          ({"a": 3, "b": torch.ones(1)}, "1 non-tensor entries, e.g. 'a'")):
+        path = tmp_path / "x.pt"
+        torch.save(obj, path)
+        with pytest.raises(WeightsError) as err:
+            load_state_dict(path)
+        _check_one_line(err, path, fragment)
+
+
+@pytest.mark.parametrize("name, make, fragment", [
+    ("empty", lambda: b"", "empty file"),
+    ("random", lambda: np.random.default_rng(2).bytes(100), "not a safetensors file"),
+    ("truncated", None, "truncated file"),
+])
+def test_broken_safetensors(tmp_path, name, make, fragment):
+    from safetensors.torch import save_file
+    path = tmp_path / f"{name}.safetensors"
+    if make is None:
+        save_file({"x": torch.ones(100)}, str(path))
+        path.write_bytes(path.read_bytes()[:-40])
+    else:
+        path.write_bytes(make())
+    with pytest.raises(WeightsError) as err:
+        load_state_dict(path)
+    _check_one_line(err, path, fragment)
+
+
+def test_safetensors_content_under_another_name(tmp_path):
+    from safetensors.torch import save_file
+    path = tmp_path / "model.bin"
+    save_file({"x": torch.ones(3)}, str(path))
+    assert torch.equal(load_state_dict(path)["x"], torch.ones(3))
+
+
+def test_unreadable_path(tmp_path):
+    with pytest.raises(WeightsError, match="cannot be read"):
+        load_state_dict(tmp_path)          # a folder
+
+
+def test_wrong_models_checkpoint_is_one_line_with_counts(tmp_path):
+    """A Depth Pro checkpoint given to ZoeDepth (and the reverse): counts and examples of the missing and
+    unexpected keys, one line, never a partial load."""
+    pro = create_model("depth_pro", weights="random", device="cpu", vit_preset="test_tiny")
+    zoe = create_model("zoedepth_nk", weights="random", device="cpu", backbone="test_tiny")
+    pro_path, zoe_path = tmp_path / "pro.pt", tmp_path / "zoe.pt"
+    torch.save(pro.net.state_dict(), pro_path)
+    torch.save({"model": zoe.net.state_dict()}, zoe_path)
+    for name, path, cfg in (("zoedepth_nk", pro_path, {"backbone": "test_tiny"}),
+                            ("depth_pro", zoe_path, {"vit_preset": "test_tiny"})):
+        with pytest.raises(WeightsError) as err:
+            create_model(name, weights=path, device="cpu", **cfg)
+        msg = str(err.value)
+        assert str(path) in msg and "\n" not in msg, msg
+        assert "no key in common: a checkpoint of another model?" in msg, msg
+        assert re.search(r"missing keys \[\d+\]: \S+", msg) and re.search(r"unexpected keys \[\d+\]: \S+", msg), msg
+        assert msg.count(", ") < 40, msg   # examples, not the whole list
