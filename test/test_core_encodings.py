@@ -8,9 +8,11 @@ import numpy as np
 import pytest
 
 from depth_ros.core.encodings import (
+    DEFAULT_MAX_PIXELS,
     RGB_ENCODINGS,
     SUPPORTED_ENCODINGS,
     ImageEncodingError,
+    compressed_image_size,
     decode_compressed,
     decode_image,
     depth_to_mm16,
@@ -264,3 +266,170 @@ def test_depth_to_mm16():
     out = depth_to_mm16(d.astype(np.float32).reshape(1, -1))
     assert out.dtype == np.uint16 and out.shape == (1, d.size)
     assert out.tolist()[0] == [0, 0, 0, 0, 0, 0, 1, 1234, 2501, 65500, 65535]
+
+
+# ------------------------------------------------- compressed: size limit before decoding (issue 10)
+
+def _png_chunk(tag, data):
+    return struct.pack(">I", len(data)) + tag + data + struct.pack(">I", zlib.crc32(tag + data) & 0xFFFFFFFF)
+
+
+def zeros_png(w, h, rows_per_block=500):
+    """A valid RGB PNG of ``w x h`` zeros built without ever holding the raw pixels: one deflate block of
+    ``rows_per_block`` rows ended by a full flush (no back-references) repeated, plus the zlib adler32."""
+    assert h % rows_per_block == 0
+    block = b"\0" * ((3 * w + 1) * rows_per_block)
+    c = zlib.compressobj(9, zlib.DEFLATED, -15)
+    x = c.compress(block) + c.flush(zlib.Z_FULL_FLUSH)
+    adler = 1
+    for _ in range(h // rows_per_block):
+        adler = zlib.adler32(block, adler)
+    idat = b"\x78\xda" + x * (h // rows_per_block) + b"\x03\x00" + struct.pack(">I", adler)
+    return (b"\x89PNG\r\n\x1a\n" + _png_chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 8, 2, 0, 0, 0))
+            + _png_chunk(b"IDAT", idat) + _png_chunk(b"IEND", b""))
+
+
+def png_with_size(png: bytes, w: int, h: int) -> bytes:
+    """``png`` with its IHDR claiming ``w x h`` (CRC fixed, so decoders believe it)."""
+    ihdr = png[12:29]
+    ihdr = ihdr[:4] + struct.pack(">II", w, h) + ihdr[12:]
+    return png[:8] + png[8:12] + ihdr + struct.pack(">I", zlib.crc32(ihdr) & 0xFFFFFFFF) + png[33:]
+
+
+def _forbid_imdecode(monkeypatch):
+    def boom(*a, **k):
+        raise AssertionError("cv2.imdecode must not be called for this payload")
+    monkeypatch.setattr(cv2, "imdecode", boom)
+
+
+def _small(ext, params=()):
+    rgb = (np.random.default_rng(3).random((40, 60, 3)) * 255).astype(np.uint8)
+    img = rgb[:, :, 0].copy() if ext in (".pgm", ".pbm") else rgb
+    if ext in (".pfm", ".hdr"):
+        img = rgb.astype(np.float32) / 255
+    ok, buf = cv2.imencode(ext, img, list(params))
+    assert ok
+    return buf.tobytes()
+
+
+def test_png_bomb_is_refused_before_decoding(monkeypatch):
+    import tracemalloc
+    bomb = zeros_png(12000, 12000)                  # the issue's payload: ~420 kB, 432 MB of pixels
+    assert 400_000 < len(bomb) < 440_000
+    _forbid_imdecode(monkeypatch)
+    tracemalloc.start()
+    try:
+        with pytest.raises(ImageEncodingError) as err:
+            decode_compressed(bomb, "png")
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    msg = str(err.value)
+    assert "12000 x 12000 = 144000000 pixels > max_pixels" in msg and "before decoding" in msg and "\n" not in msg
+    assert peak < 5_000_000  # nothing of the 432 MB was allocated
+
+
+def test_max_pixels_limit_is_exact_and_can_be_lifted():
+    png = _small(".png")
+    assert decode_compressed(png, "png", max_pixels=60 * 40).shape == (40, 60, 3)
+    with pytest.raises(ImageEncodingError, match=r"60 x 40 = 2400 pixels > max_pixels 2399"):
+        decode_compressed(png, "png", max_pixels=2399)
+    assert decode_compressed(png, "png", max_pixels=None).shape == (40, 60, 3)
+    assert DEFAULT_MAX_PIXELS >= 8192 * 4320   # 8K cameras pass by default
+
+
+def test_opencv_error_is_an_image_encoding_error():
+    # OpenCV asserts (cv2.error, not a ValueError) on a header beyond its own 2^30-pixel cap
+    bomb = png_with_size(_small(".png"), 65535, 65535)
+    with pytest.raises(ImageEncodingError, match=r"could not decode compressed image \(format 'png', \d+ bytes\)"):
+        decode_compressed(bomb, "png", max_pixels=None)
+    with pytest.raises(ImageEncodingError, match=r"65535 x 65535 = 4294836225 pixels > max_pixels"):
+        decode_compressed(bomb, "png")
+
+
+@pytest.mark.parametrize("ext, params, kind", [
+    (".png", (), "PNG"), (".jpg", (), "JPEG"), (".jpg", (cv2.IMWRITE_JPEG_PROGRESSIVE, 1), "JPEG"),
+    (".webp", (cv2.IMWRITE_WEBP_QUALITY, 80), "WebP"), (".webp", (cv2.IMWRITE_WEBP_QUALITY, 101), "WebP"),
+    (".bmp", (), "BMP"), (".tiff", (), "TIFF"), (".tiff", (cv2.IMWRITE_TIFF_COMPRESSION, 1), "TIFF"),
+    (".ppm", (), "PNM"), (".pgm", (), "PNM"), (".pbm", (), "PNM"), (".pam", (), "PAM"), (".gif", (), "GIF"),
+    (".ras", (), "Sun raster"), (".pfm", (), "PFM"), (".hdr", (), "Radiance HDR"),
+])
+def test_header_size_of_every_format(ext, params, kind):
+    data = _small(ext, params)
+    assert compressed_image_size(data) == (kind, (60, 40), "")
+    if ext not in (".pfm", ".hdr"):   # float formats decode but are refused after (not 8/16-bit)
+        assert decode_compressed(data, ext[1:]).shape == (40, 60, 3)
+
+
+def _jpeg_with_size(jpg: bytes, w: int, h: int) -> bytes:
+    i = jpg.index(b"\xff\xc0")
+    return jpg[:i + 5] + struct.pack(">HH", h, w) + jpg[i + 9:]
+
+
+def _bmp_with_size(bmp, w, h):
+    return bmp[:18] + struct.pack("<ii", w, -h) + bmp[26:]
+
+
+def _gif_with_size(gif, w, h):
+    return gif[:6] + struct.pack("<HH", w, h) + gif[10:]
+
+
+def _webp_lossless_with_size(webp, w, h):
+    bits = struct.unpack("<I", webp[21:25])[0] & ~((1 << 28) - 1)
+    return webp[:21] + struct.pack("<I", bits | (w - 1) | ((h - 1) << 14)) + webp[25:]
+
+
+@pytest.mark.parametrize("make", [
+    lambda: png_with_size(_small(".png"), 30000, 30000),
+    lambda: _jpeg_with_size(_small(".jpg"), 65000, 65000),
+    lambda: _bmp_with_size(_small(".bmp"), 100000, 100000),
+    lambda: _gif_with_size(_small(".gif"), 65535, 65535),
+    lambda: _webp_lossless_with_size(_small(".webp", (cv2.IMWRITE_WEBP_QUALITY, 101)), 16384, 16384),
+    lambda: b"P6\n# a comment\n60000 60000\n255\n" + b"\0" * 100,
+    lambda: b"P7\nWIDTH 70000\nHEIGHT 70000\nDEPTH 3\nMAXVAL 255\nTUPLTYPE RGB\nENDHDR\n" + b"\0" * 100,
+], ids=["png", "jpeg", "bmp", "gif", "webp", "ppm", "pam"])
+def test_bombs_of_every_format_are_refused_before_decoding(make, monkeypatch):
+    bomb = make()
+    _forbid_imdecode(monkeypatch)
+    with pytest.raises(ImageEncodingError, match=r"pixels > max_pixels \d+; refused before decoding"):
+        decode_compressed(bomb, "x")
+
+
+@pytest.mark.parametrize("payload, match", [
+    (b"\x89PNG\r\n\x1a\n\0\0\0\x0dIHDR\0\0", r"PNG header is truncated"),
+    (b"\x89PNG\r\n\x1a\n\0\0\0\x0dIDAT" + b"\0" * 20, r"PNG does not start with an IHDR chunk"),
+    (b"\xff\xd8\xff\xe0\x00\x10JFIF\x00", r"JPEG"),
+    (b"\xff\xd8\xff\xda\x00\x08" + b"\0" * 30, r"JPEG has no frame header \(SOF\) before its scan"),
+    (b"RIFF\0\0\0\0WEBPVP8Z" + b"\0" * 20, r"WebP has an unknown first chunk"),
+    (b"P6\nab cd\n255\n", r"PNM header has a non-numeric size"),
+    (b"II*\0\xff\xff\xff\x7f" + b"\0" * 10, r"TIFF header is truncated"),
+    (b"hello world", r"unknown image format \(first bytes 68 65 6c"),
+    (b"\0\0\0\x0cjP  \r\n\x87\n" + b"\0" * 30, r"unknown image format"),   # JPEG 2000: size not read
+])
+def test_unreadable_headers_are_refused_with_the_reason(payload, match, monkeypatch):
+    _forbid_imdecode(monkeypatch)
+    with pytest.raises(ImageEncodingError, match=r"could not decode compressed image \(format 'f', \d+ bytes\): "
+                       + match) as err:
+        decode_compressed(payload, "f")
+    assert "\n" not in str(err.value)
+
+
+def test_zero_size_header_is_refused(monkeypatch):
+    _forbid_imdecode(monkeypatch)
+    with pytest.raises(ImageEncodingError, match=r"header says 0 x 40 pixels"):
+        decode_compressed(png_with_size(_small(".png"), 0, 40), "png")
+
+
+def test_unsized_formats_decode_without_a_limit():
+    jp2 = _small(".jp2")
+    with pytest.raises(ImageEncodingError, match="size cannot be read"):
+        decode_compressed(jp2, "jp2")
+    assert decode_compressed(jp2, "jp2", max_pixels=None).shape == (40, 60, 3)
+
+
+def test_truncated_payloads_are_image_encoding_errors():
+    for ext in (".png", ".jpg", ".webp"):
+        data = _small(ext)
+        for cut in (len(data) // 2, len(data) - 3):
+            with pytest.raises(ImageEncodingError, match="could not decode compressed image"):
+                decode_compressed(data[:cut], ext[1:])

@@ -49,6 +49,9 @@ __all__ = [
     "to_rgb8",
     "image_to_rgb8",
     "decode_compressed",
+    "compressed_image_size",
+    "DEFAULT_MAX_PIXELS",
+    "SIZED_FORMATS",
     "encode_image",
     "depth_to_mm16",
 ]
@@ -209,6 +212,15 @@ def _gray_to_rgb(g8: np.ndarray) -> np.ndarray:
     return np.repeat(g8[:, :, None], 3, axis=2)
 
 
+def _cvt(cv2, a: np.ndarray, code) -> np.ndarray:
+    """``cv2.cvtColor`` whose ``cv2.error`` becomes an ImageEncodingError."""
+    try:
+        return cv2.cvtColor(a, code)
+    except cv2.error as exc:
+        raise ImageEncodingError("cannot convert a %s %s image to rgb8: OpenCV refused it (%s)"
+                                 % ("x".join(map(str, a.shape)), a.dtype, _cv_reason(exc))) from None
+
+
 def to_rgb8(array: np.ndarray, encoding: str) -> np.ndarray:
     """Convert a decoded image (see :func:`decode_image`) to ``H x W x 3`` uint8 RGB.
 
@@ -232,10 +244,10 @@ def to_rgb8(array: np.ndarray, encoding: str) -> np.ndarray:
         if a.shape[1] % 2:
             raise ImageEncodingError("%s (YUV 4:2:2) needs an even width, got %d" % (encoding, a.shape[1]))
         code = cv2.COLOR_YUV2RGB_UYVY if _YUV[encoding] == "uyvy" else cv2.COLOR_YUV2RGB_YUY2
-        return cv2.cvtColor(np.ascontiguousarray(a), code)
+        return _cvt(cv2, np.ascontiguousarray(a), code)
     if encoding.startswith("bayer_"):
         code = getattr(cv2, _BAYER_CV[encoding[6:10]])
-        rgb = cv2.cvtColor(np.ascontiguousarray(a), code)
+        rgb = _cvt(cv2, np.ascontiguousarray(a), code)
         if rgb.dtype == np.uint16:
             rgb = (rgb >> 8).astype(np.uint8)
         return rgb
@@ -245,11 +257,11 @@ def to_rgb8(array: np.ndarray, encoding: str) -> np.ndarray:
     if encoding == "rgb8":
         return np.ascontiguousarray(a)
     if encoding in ("bgr8", "8UC3"):
-        return cv2.cvtColor(np.ascontiguousarray(a), cv2.COLOR_BGR2RGB)
+        return _cvt(cv2, np.ascontiguousarray(a), cv2.COLOR_BGR2RGB)
     if encoding == "rgba8":
         return np.ascontiguousarray(a[:, :, :3])
     if encoding in ("bgra8", "8UC4"):
-        return cv2.cvtColor(np.ascontiguousarray(a), cv2.COLOR_BGRA2RGB)
+        return _cvt(cv2, np.ascontiguousarray(a), cv2.COLOR_BGRA2RGB)
     if encoding in ("mono8", "8UC1"):
         return _gray_to_rgb(a)
     if a.ndim == 2:  # other single-channel numeric encodings (16UC1, 32FC1, ...)
@@ -267,12 +279,233 @@ def image_to_rgb8(data, height: int, width: int, encoding: str, step: int,
     return rgb
 
 
-def decode_compressed(data, fmt: str = "") -> np.ndarray:
+#: Default ``max_pixels`` of :func:`decode_compressed`: 8192 x 6144 (50.3 MP) covers 8K UHD
+#: (7680 x 4320 = 33.2 MP) and DCI 8K (8192 x 4320) with a margin, and keeps one decoded RGB frame
+#: near 150 MB.
+DEFAULT_MAX_PIXELS = 8192 * 6144
+
+#: Formats whose size :func:`compressed_image_size` reads from the header.
+SIZED_FORMATS = ("PNG", "JPEG", "WebP", "BMP", "PNM", "PAM", "PFM", "TIFF", "GIF", "Sun raster", "Radiance HDR")
+
+
+class _HeaderError(Exception):
+    """A recognised format whose header is cut short or malformed (internal)."""
+
+
+def _u16be(b, i):
+    return (b[i] << 8) | b[i + 1]
+
+
+def _u16le(b, i):
+    return b[i] | (b[i + 1] << 8)
+
+
+def _u32be(b, i):
+    return (b[i] << 24) | (b[i + 1] << 16) | (b[i + 2] << 8) | b[i + 3]
+
+
+def _u32le(b, i):
+    return b[i] | (b[i + 1] << 8) | (b[i + 2] << 16) | (b[i + 3] << 24)
+
+
+def _need(b, n, what):
+    if len(b) < n:
+        raise _HeaderError("%s header is truncated (%d bytes)" % (what, len(b)))
+
+
+def _png_size(b):
+    _need(b, 24, "PNG")
+    if b[12:16] != b"IHDR":
+        raise _HeaderError("PNG does not start with an IHDR chunk")
+    return _u32be(b, 16), _u32be(b, 20)
+
+
+# SOF markers (baseline, extended, progressive, lossless, arithmetic, hierarchical); C4 (DHT), C8 (JPG)
+# and CC (DAC) share the range but are not frames
+_JPEG_SOF = frozenset(range(0xC0, 0xD0)) - {0xC4, 0xC8, 0xCC}
+
+
+def _jpeg_size(b):
+    i, n = 2, len(b)
+    while True:
+        while i < n and b[i] != 0xFF:  # tolerate garbage between segments like libjpeg does
+            j = bytes(b[i:i + 65536]).find(b"\xff")
+            i = i + j if j >= 0 else min(n, i + 65536)
+        while i < n and b[i] == 0xFF:  # fill bytes
+            i += 1
+        if i >= n:
+            raise _HeaderError("JPEG has no frame header (SOF) before its end")
+        marker = b[i]
+        i += 1
+        if marker == 0x01 or 0xD0 <= marker <= 0xD8:  # standalone markers
+            continue
+        if marker in (0xD9, 0xDA):
+            raise _HeaderError("JPEG has no frame header (SOF) before its %s" % ("end" if marker == 0xD9 else "scan"))
+        _need(b, i + 2, "JPEG")
+        length = _u16be(b, i)
+        if length < 2:
+            raise _HeaderError("JPEG segment 0x%02X has an invalid length %d" % (marker, length))
+        if marker in _JPEG_SOF:
+            _need(b, i + 7, "JPEG")
+            height, width = _u16be(b, i + 3), _u16be(b, i + 5)
+            if height == 0:
+                raise _HeaderError("JPEG frame height is defined later by a DNL marker (unsupported)")
+            return width, height
+        i += length
+
+
+def _webp_size(b):
+    _need(b, 30, "WebP")
+    chunk = b[12:16]
+    if chunk == b"VP8 ":
+        if b[23:26] != b"\x9d\x01\x2a":
+            raise _HeaderError("WebP VP8 frame has no start code")
+        return _u16le(b, 26) & 0x3FFF, _u16le(b, 28) & 0x3FFF
+    if chunk == b"VP8L":
+        if b[20] != 0x2F:
+            raise _HeaderError("WebP VP8L bitstream has no signature")
+        bits = _u32le(b, 21)
+        return (bits & 0x3FFF) + 1, ((bits >> 14) & 0x3FFF) + 1
+    if chunk == b"VP8X":
+        return (b[24] | (b[25] << 8) | (b[26] << 16)) + 1, (b[27] | (b[28] << 8) | (b[29] << 16)) + 1
+    raise _HeaderError("WebP has an unknown first chunk %r" % bytes(chunk))
+
+
+def _bmp_size(b):
+    _need(b, 26, "BMP")
+    dib = _u32le(b, 14)
+    if dib == 12:  # BITMAPCOREHEADER: 16-bit sizes
+        return _u16le(b, 18), _u16le(b, 20)
+    width = int.from_bytes(bytes(b[18:22]), "little", signed=True)
+    height = int.from_bytes(bytes(b[22:26]), "little", signed=True)  # negative: top-down rows
+    return abs(width), abs(height)
+
+
+_PNM_TOKEN = re.compile(rb"\s*(?:#[^\n]*\n\s*)*([^\s#]+)")
+
+
+def _pnm_size(b, what):
+    head = bytes(b[2:512])
+    vals, pos = [], 0
+    for _ in range(2):
+        m = _PNM_TOKEN.match(head, pos)
+        if not m:
+            raise _HeaderError("%s header is truncated or malformed" % what)
+        try:
+            vals.append(int(m.group(1)))
+        except ValueError:
+            raise _HeaderError("%s header has a non-numeric size %r" % (what, m.group(1)[:20])) from None
+        pos = m.end()
+    return vals[0], vals[1]
+
+
+def _pam_size(b):
+    head = bytes(b[:1024])
+    end = head.find(b"ENDHDR")
+    if end < 0:
+        raise _HeaderError("PAM header has no ENDHDR")
+    fields = dict(line.split(None, 1) for line in head[:end].splitlines()[1:] if len(line.split(None, 1)) == 2)
+    try:
+        return int(fields[b"WIDTH"]), int(fields[b"HEIGHT"])
+    except (KeyError, ValueError):
+        raise _HeaderError("PAM header has no numeric WIDTH/HEIGHT") from None
+
+
+def _tiff_size(b):
+    _need(b, 16, "TIFF")
+    le = b[:2] == b"II"
+    u16 = _u16le if le else _u16be
+    u32 = _u32le if le else _u32be
+    big = u16(b, 2) == 43  # BigTIFF: 8-byte offsets, 20-byte entries
+
+    def u64(i):
+        return int.from_bytes(bytes(b[i:i + 8]), "little" if le else "big")
+    ifd = u64(8) if big else u32(b, 4)
+    count_size, entry_size = (8, 20) if big else (2, 12)
+    _need(b, ifd + count_size, "TIFF")
+    count = u64(ifd) if big else u16(b, ifd)
+    size = {}
+    for k in range(min(count, 4096)):
+        e = ifd + count_size + k * entry_size
+        _need(b, e + entry_size, "TIFF")
+        tag, typ = u16(b, e), u16(b, e + 2)
+        if tag in (256, 257):  # ImageWidth, ImageLength: SHORT, LONG or LONG8
+            v = e + (12 if big else 8)
+            size[tag] = u16(b, v) if typ == 3 else (u64(v) if typ == 16 else u32(b, v))
+        if len(size) == 2:
+            return size[256], size[257]
+    raise _HeaderError("TIFF first IFD has no ImageWidth/ImageLength")
+
+
+def _hdr_size(b):
+    head = bytes(b[:4096])
+    m = re.search(rb"\n\n([-+][YX]) (\d+) ([-+][YX]) (\d+)", head)
+    if not m:
+        raise _HeaderError("Radiance HDR header has no resolution line")
+    a, b_ = int(m.group(2)), int(m.group(4))
+    return (b_, a) if m.group(1)[1:] == b"Y" else (a, b_)
+
+
+def compressed_image_size(data) -> Tuple[Optional[str], Optional[Tuple[int, int]], str]:
+    """Read ``(format, (width, height), problem)`` from a compressed image's header, without decoding.
+
+    ``format`` is one of :data:`SIZED_FORMATS` (recognised by its magic bytes) or None; the size is
+    None when the format is unknown or its header is cut short or malformed, and ``problem`` then
+    says why. Only the first few hundred bytes are read (TIFF: its first IFD; JPEG: the segments
+    before the frame header).
+    """
+    b = memoryview(np.ascontiguousarray(_as_byte_array(data)))  # indexing gives Python ints
+    if b[:8].tobytes() == b"\x89PNG\r\n\x1a\n":
+        kind, probe = "PNG", _png_size
+    elif b[:3].tobytes() == b"\xff\xd8\xff":
+        kind, probe = "JPEG", _jpeg_size
+    elif b[:4].tobytes() == b"RIFF" and b[8:12].tobytes() == b"WEBP":
+        kind, probe = "WebP", _webp_size
+    elif b[:2].tobytes() == b"BM":
+        kind, probe = "BMP", _bmp_size
+    elif b[:2].tobytes() in (b"II", b"MM") and b[2:4].tobytes() in (b"*\0", b"\0*", b"+\0", b"\0+"):
+        kind, probe = "TIFF", _tiff_size
+    elif b[:6].tobytes() in (b"GIF87a", b"GIF89a"):
+        kind, probe = "GIF", lambda x: (_need(x, 10, "GIF"), (_u16le(x, 6), _u16le(x, 8)))[1]
+    elif b[:4].tobytes() == b"\x59\xa6\x6a\x95":
+        kind, probe = "Sun raster", lambda x: (_need(x, 12, "Sun raster"), (_u32be(x, 4), _u32be(x, 8)))[1]
+    elif b[:2].tobytes() in (b"PF", b"Pf"):
+        kind, probe = "PFM", lambda x: _pnm_size(x, "PFM")
+    elif b[:2].tobytes() == b"P7":
+        kind, probe = "PAM", _pam_size
+    elif len(b) >= 3 and b[0] == 0x50 and 0x31 <= b[1] <= 0x36 and chr(b[2]).isspace():
+        kind, probe = "PNM", lambda x: _pnm_size(x, "PNM")
+    elif b[:2].tobytes() == b"#?" and (b[:10].tobytes() == b"#?RADIANCE" or b[:6].tobytes() == b"#?RGBE"):
+        kind, probe = "Radiance HDR", _hdr_size
+    else:
+        return None, None, "unknown image format (first bytes %s)" % (b[:8].tobytes().hex(" ") or "none")
+    try:
+        return kind, probe(b), ""
+    except _HeaderError as exc:
+        return kind, None, str(exc)
+    except IndexError:  # a field past the end of the buffer
+        return kind, None, "%s header is truncated (%d bytes)" % (kind, len(b))
+
+
+def decode_compressed(data, fmt: str = "", max_pixels: Optional[int] = DEFAULT_MAX_PIXELS) -> np.ndarray:
     """Decode a ``sensor_msgs/CompressedImage`` payload (jpeg/png/...) to H x W x 3 uint8 RGB.
 
     ``fmt`` is the message's ``format`` field (e.g. ``"jpeg"``, ``"rgb8; jpeg compressed
     bgr8"``); it is only used for the error messages and to reject
-    ``compressedDepth`` payloads, which are not plain images.
+    ``compressedDepth`` payloads, which are not plain images (the payload's own magic bytes
+    decide its format).
+
+    ``max_pixels`` (default :data:`DEFAULT_MAX_PIXELS`): the image size is read from the header
+    first (:func:`compressed_image_size`) and an image of more pixels is refused *before*
+    anything is decoded or allocated (a 400 kB PNG can claim 12000 x 12000 pixels). With a limit,
+    a payload whose size cannot be read (an unknown format, or a recognised one with a truncated
+    or malformed header) is refused as well, because nothing would bound its decoding: PNG,
+    JPEG, WebP, BMP, PNM/PAM/PFM, TIFF, GIF, Sun raster and Radiance HDR are accepted, other
+    formats OpenCV reads (JPEG 2000, AVIF, OpenEXR) only with ``max_pixels=None``, which
+    leaves the bound to OpenCV (2^30 pixels).
+
+    Every failure is an :class:`ImageEncodingError` naming the format and what is wrong
+    (OpenCV's own ``cv2.error`` never escapes).
     """
     cv2 = _cv2()
     if "compresseddepth" in (fmt or "").replace(" ", "").lower():
@@ -281,21 +514,42 @@ def decode_compressed(data, fmt: str = "") -> np.ndarray:
     buf = _as_byte_array(data)
     if buf.size == 0:
         raise ImageEncodingError("compressed image (format %r) is empty" % (fmt,))
-    img = cv2.imdecode(np.ascontiguousarray(buf), cv2.IMREAD_UNCHANGED)
+    what = "compressed image (format %r, %d bytes)" % (fmt, buf.size)
+    if max_pixels is not None:
+        kind, size, problem = compressed_image_size(buf)
+        if size is None:
+            raise ImageEncodingError("could not decode %s: %s; its size cannot be read, refused before decoding"
+                                     % (what, problem))
+        w, h = size
+        if w <= 0 or h <= 0:
+            raise ImageEncodingError("could not decode %s: its %s header says %d x %d pixels" % (what, kind, w, h))
+        if w * h > int(max_pixels):
+            raise ImageEncodingError("%s is too large: its %s header says %d x %d = %d pixels > max_pixels %d; "
+                                     "refused before decoding" % (what, kind, w, h, w * h, int(max_pixels)))
+    try:
+        img = cv2.imdecode(np.ascontiguousarray(buf), cv2.IMREAD_UNCHANGED)
+    except cv2.error as exc:  # e.g. OpenCV's own 2^30-pixel assertion
+        raise ImageEncodingError("could not decode %s: OpenCV refused it (%s)" % (what, _cv_reason(exc))) from None
     if img is None:
-        raise ImageEncodingError("could not decode compressed image (format %r, %d bytes)" % (fmt, buf.size))
+        raise ImageEncodingError("could not decode %s" % what)
     if img.dtype == np.uint16:  # 16-bit PNG: same rule as mono16/rgb16
         img = (img >> 8).astype(np.uint8)
     elif img.dtype != np.uint8:
-        raise ImageEncodingError("compressed image (format %r) decoded to unsupported dtype %s"
-                                 % (fmt, img.dtype))
+        raise ImageEncodingError("%s decoded to unsupported dtype %s" % (what, img.dtype))
     if img.ndim == 2:
         return _gray_to_rgb(img)
-    if img.shape[2] == 4:
-        return cv2.cvtColor(img, cv2.COLOR_BGRA2RGB)
     if img.shape[2] == 1:
         return _gray_to_rgb(img[:, :, 0])
-    return cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
+    if img.shape[2] not in (3, 4):
+        raise ImageEncodingError("%s decoded to %d channels (expected 1, 3 or 4)" % (what, img.shape[2]))
+    return _cvt(cv2, img, cv2.COLOR_BGRA2RGB if img.shape[2] == 4 else cv2.COLOR_BGR2RGB)
+
+
+def _cv_reason(exc) -> str:
+    """The useful one-line part of a ``cv2.error`` (its ``err`` attribute, else the last line)."""
+    text = getattr(exc, "err", None) or str(exc)
+    lines = [ln.strip() for ln in str(text).splitlines() if ln.strip()]
+    return lines[-1] if lines else type(exc).__name__
 
 
 def _encode_buffer(array, encoding: str, is_bigendian: bool = False,
