@@ -5,8 +5,8 @@ numpy RGB in, metric depth out, at the input resolution.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any, List, Optional, Sequence, Tuple, Union
+from dataclasses import dataclass, field
+from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import torch
@@ -25,6 +25,7 @@ class DepthPrediction:
     domain: "indoor" / "outdoor" (ZoeDepth-NK router or a single-domain model), else None.
     domain_confidence: router softmax probability of ``domain`` in [0, 1], else None.
     domain_logits: the router's logits (indoor, outdoor) of this image when the model routes, else None.
+    extras: family-specific results by name (Marigold: ``scale``, ``shift``, ``alignment``, ...); empty otherwise.
     """
 
     depth: np.ndarray
@@ -34,6 +35,7 @@ class DepthPrediction:
     domain: Optional[str] = None
     domain_confidence: Optional[float] = None
     domain_logits: Optional[Tuple[float, float]] = None
+    extras: Dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

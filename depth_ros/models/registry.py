@@ -41,6 +41,9 @@ FAMILIES: Dict[str, Family] = {f.name: f for f in (
            {"backbone": "test_tiny"}),
     Family("depth_pro", "depth_ros.models.depth_pro", "Depth Pro: sharp metric depth + field-of-view head",
            {"vit_preset": "test_tiny"}),
+    Family("marigold", "depth_ros.models.marigold",
+           "Marigold (diffusers pipeline folder): sharp affine depth aligned to a metric reference, uncertainty",
+           tiny_factory="depth_ros.models.marigold:tiny_test_kwargs"),
 )}
 
 #: every built-in model name, in the order users see them
