@@ -5,7 +5,8 @@ import math
 import numpy as np
 import pytest
 
-from depth_ros.core.camera import CameraInfoError, PinholeCamera, camera_from_info
+from depth_ros.core.camera import (MAX_FOV_DEG, MIN_FOV_DEG, CameraInfoError, PinholeCamera, camera_from_info,
+                                   focal_from_hfov)
 
 K = [500.0, 0.0, 320.0, 0.0, 510.0, 240.0, 0.0, 0.0, 1.0]
 P = [480.0, 0.0, 310.0, 0.0, 0.0, 490.0, 230.0, 0.0, 0.0, 0.0, 1.0, 0.0]
@@ -118,9 +119,13 @@ def test_from_hfov_and_focal():
 
 
 @pytest.mark.parametrize("kw, match", [
-    (dict(fx=math.nan), "fx must be finite"),
-    (dict(fy=-1.0), "fy must be finite and > 0"),
-    (dict(cx=math.inf), "cx must be finite"),
+    (dict(fx=math.nan), "camera fx is not finite"),
+    (dict(fy=-1.0), "camera fy must be > 0, got -1"),
+    (dict(cx=math.inf), "camera cx is not finite"),
+    (dict(fx=1e-300), r"camera fx=1e-300 gives a horizontal field of view of 180 deg over 64 px"),
+    (dict(fy=1e6), r"camera fy=1e\+06 gives a vertical field of view of 0.00275\d* deg over 48 px"),
+    (dict(cx=-65.0), r"camera cx=-65 lies far outside the 64 px image \(allowed -64..128\)"),
+    (dict(cy=96.5), r"camera cy=96.5 lies far outside the 48 px image"),
     (dict(width=0), "positive"),
 ])
 def test_validate(kw, match):
@@ -129,3 +134,57 @@ def test_validate(kw, match):
     with pytest.raises(CameraInfoError, match=match):
         PinholeCamera(**base).validate()
     assert PinholeCamera(64, 48, 50.0, 50.0, 31.5, 23.5).validate().fx == 50.0
+
+
+# ------------------------------------------------ physically meaningful intrinsics (issue 10, defect 6)
+
+def _k(fx, fy, cx, cy):
+    return [fx, 0.0, cx, 0.0, fy, cy, 0.0, 0.0, 1.0]
+
+
+@pytest.mark.parametrize("fx, fy, cx, cy, match", [
+    (1e-300, 510.0, 320.0, 240.0, r"CameraInfo K fx=1e-300 gives a horizontal field of view of 180 deg over 640 px; "
+                                  r"expected 0.1..179.9 deg"),
+    (1e-10, 510.0, 320.0, 240.0, r"K fx=1e-10 gives a horizontal field of view of 180 deg"),
+    (500.0, 1e300, 320.0, 240.0, r"K fy=1e\+300 gives a vertical field of view of [0-9.e-]+ deg over 480 px"),
+    (5e6, 510.0, 320.0, 240.0, r"K fx=5e\+06 gives a horizontal field of view of 0.0073\d* deg"),
+    (500.0, 510.0, 1e12, 240.0, r"K cx=1e\+12 lies far outside the 640 px image \(allowed -640..1280\)"),
+    (500.0, 510.0, 320.0, -481.0, r"K cy=-481 lies far outside the 480 px image"),
+    (math.inf, 510.0, 320.0, 240.0, r"K fx is not finite"),
+])
+def test_absurd_intrinsics_are_refused(fx, fy, cx, cy, match):
+    with pytest.raises(CameraInfoError, match=match) as err:
+        camera_from_info(640, 480, _k(fx, fy, cx, cy), [0.0] * 12)
+    assert "\n" not in str(err.value)
+    # the same numbers in P (K valid) are refused naming P
+    p = [fx, 0.0, cx, 0.0, 0.0, fy, cy, 0.0, 0.0, 0.0, 1.0, 0.0]
+    with pytest.raises(CameraInfoError, match=match.replace("K ", "P ")):
+        camera_from_info(640, 480, K, p)
+
+
+@pytest.mark.parametrize("hfov", [MIN_FOV_DEG, 0.5, 30.0, 90.0, 150.0, 179.0, MAX_FOV_DEG])
+def test_fov_bounds_are_inclusive_and_wide(hfov):
+    f = focal_from_hfov(640, hfov) * (1 - 1e-12 if hfov == MIN_FOV_DEG else 1 + 1e-12 if hfov == MAX_FOV_DEG else 1)
+    cam = camera_from_info(640, 640, _k(f, f, 319.5, 319.5), [0.0] * 12)
+    assert cam.hfov_deg == pytest.approx(hfov)
+
+
+def test_depth_pro_clamped_fov_is_valid_for_portrait_images():
+    # Depth Pro clamps its FOV to 179 deg horizontally; a 9:16 portrait image then has a wider vertical FOV
+    for w, h in ((1080, 1920), (480, 640), (200, 1000)):
+        cam = PinholeCamera.from_focal(w, h, focal_from_hfov(w, 179.0))
+        assert 179.0 < cam.vfov_deg <= MAX_FOV_DEG
+
+
+def test_roi_crop_far_from_the_principal_point_is_accepted():
+    # bounds apply to the full calibrated image: a corner crop of a 4000 px sensor keeps cx far outside
+    k = _k(3000.0, 3000.0, 2000.0, 1500.0)
+    cam = camera_from_info(4000, 3000, k, [0.0] * 12, roi=(0, 0, 200, 300, False))
+    assert cam.size == (300, 200) and cam.cx == 2000.0
+    cam = camera_from_info(4000, 3000, k, [0.0] * 12, roi=(3700, 2800, 200, 300, False), binning_x=2, binning_y=2)
+    assert cam.size == (150, 100) and cam.cx == (2000.0 - 3700.0) / 2
+
+
+def test_binning_nonsense():
+    with pytest.raises(CameraInfoError, match="binning 1000000x1 leaves no pixels"):
+        camera_from_info(640, 480, K, P, binning_x=1000000)

@@ -279,3 +279,52 @@ def test_colorbar_labels_follow_the_range():
         assert len(set(labels)) == len(labels), labels
     bar = colormap.colorbar(200, 0.69, 0.695)
     assert bar.shape == (200, 80, 3) and bar.dtype == np.uint8
+
+
+# ------------------------------------------------------- never +-inf in a cloud (issue 10, defect 6)
+
+def _xyz_of(packed):
+    return np.stack([_field(packed, k) for k in "xyz"], axis=-1)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_huge_depth_gives_nan_never_inf(dtype):
+    big = 3e38 if dtype == np.float32 else 1e300
+    d = np.array([[1.0, big, np.inf, 2.0],
+                  [np.finfo(np.float32).max, 1e37, -np.inf, np.nan],
+                  [1e30, 5.0, big, 1.0]], dtype)
+    pts = backproject(d, CAM)
+    assert not np.isinf(pts).any()
+    finite = np.isfinite(pts).all(axis=-1)
+    assert (finite | np.isnan(pts).all(axis=-1)).all()   # a point is all finite or all NaN
+    # plain depths keep their exact values; 1e30 m still fits (rays here are at most 0.75)
+    assert finite.tolist() == [[True, False, False, True], [False, True, False, False], [True, True, False, True]]
+    np.testing.assert_array_equal(pts[0, 0], [(0 - 1.5) / 2.0, (0 - 1.0) / 4.0, 1.0])
+    for remove_invalid in (False, True):
+        xyz = _xyz_of(depth_to_cloud(d, CAM, remove_invalid=remove_invalid))
+        assert not np.isinf(xyz).any()
+        assert int(np.isfinite(xyz).all(axis=-1).sum()) == int(finite.sum())
+
+
+def test_tiny_focal_never_gives_inf():
+    # the issue's case: fx = 1e-300 (refused by validate(); the cloud must still not emit inf)
+    cam = PinholeCamera(4, 3, 1e-300, 1e-300, 1.5, 1.0)
+    with pytest.raises(ValueError, match="non-finite rays"):
+        backproject(np.ones((3, 4), np.float32), cam)
+    # a focal that is absurd but finite: large depths become NaN instead of overflowing
+    cam = PinholeCamera(4, 3, 1e-30, 1e-30, 1.5, 1.0)
+    pts = backproject(np.full((3, 4), 1e10, np.float32), cam)
+    assert not np.isinf(pts).any()
+    pts = backproject(np.full((3, 4), 1.0, np.float32), cam)
+    assert np.isfinite(pts).all()
+
+
+def test_depth_times_wide_ray_would_overflow_float32():
+    # rays up to 15 (a wide view): 1e38 m is a finite float32 depth but 15 * 1e38 is not
+    cam = PinholeCamera(4, 3, 0.1, 0.1, 1.5, 1.0)
+    d = np.full((3, 4), 1e38, np.float32)
+    d[0, 0] = 2.0
+    for pts in (backproject(d, cam), _xyz_of(depth_to_cloud(d, cam)).reshape(3, 4, 3),
+                _xyz_of(depth_to_cloud(d, cam, stride=2)).reshape(2, 2, 3)):
+        assert not np.isinf(pts).any()
+        assert np.isfinite(pts[0, 0]).all() and np.isnan(pts[1:]).all()

@@ -15,7 +15,8 @@ from typing import Optional, Sequence, Tuple
 
 import numpy as np
 
-__all__ = ["CameraInfoError", "PinholeCamera", "camera_from_info", "focal_from_hfov", "hfov_from_focal"]
+__all__ = ["CameraInfoError", "PinholeCamera", "camera_from_info", "focal_from_hfov", "hfov_from_focal",
+           "MIN_FOV_DEG", "MAX_FOV_DEG", "PRINCIPAL_POINT_MARGIN"]
 
 
 def focal_from_hfov(width: float, hfov_deg: float) -> float:
@@ -32,6 +33,43 @@ def hfov_from_focal(width: float, f_px: float) -> float:
 
 class CameraInfoError(ValueError):
     """Raised for malformed or unusable camera calibration."""
+
+
+#: Narrowest field of view (degrees, horizontal and vertical) accepted. Long telephoto and
+#: super-zoom cameras reach about 0.3-1 deg (3000 mm equivalent: 0.7 deg); 0.1 deg leaves a margin
+#: and still refuses focal lengths in the wrong unit or garbage such as fx = 1e300.
+MIN_FOV_DEG = 0.1
+#: Widest field of view accepted. A rectilinear (pinhole) image cannot reach 180 deg, and a value
+#: such as fx = 1e-300 rounds to exactly 180; 179.9 deg keeps every FOV the Depth Pro head can
+#: output (clamped to 179 deg horizontally) valid for images up to 1:5 portrait, while bounding
+#: the rays ``(u - cx) / fx`` (no overflow to inf in the point cloud).
+MAX_FOV_DEG = 179.9
+#: The principal point must lie within ``[-M W, (1 + M) W] x [-M H, (1 + M) H]`` of the full image.
+PRINCIPAL_POINT_MARGIN = 1.0
+
+
+def _check_intrinsics(width: int, height: int, fx: float, fy: float, cx: float, cy: float, src: str = "") -> None:
+    """Raise CameraInfoError unless fx, fy, cx, cy are finite and physically meaningful for a
+    ``width x height`` image (FOV in [MIN_FOV_DEG, MAX_FOV_DEG], principal point near the image).
+    ``src`` prefixes the field names in the message (e.g. ``"CameraInfo P "``)."""
+    for name, val in (("fx", fx), ("fy", fy), ("cx", cx), ("cy", cy)):
+        if not math.isfinite(val):
+            raise CameraInfoError("%s%s is not finite (%r)" % (src, name, val))
+    for name, val, size, axis in (("fx", fx, width, "horizontal"), ("fy", fy, height, "vertical")):
+        if val <= 0:
+            raise CameraInfoError("%s%s must be > 0, got %g" % (src, name, val))
+        fov = hfov_from_focal(size, val)
+        if not (MIN_FOV_DEG <= fov <= MAX_FOV_DEG):
+            raise CameraInfoError(
+                "%s%s=%g gives a %s field of view of %.6g deg over %d px; expected %g..%g deg "
+                "(focal length %s..%s px)"
+                % (src, name, val, axis, fov, size, MIN_FOV_DEG, MAX_FOV_DEG,
+                   "%.4g" % focal_from_hfov(size, MAX_FOV_DEG), "%.4g" % focal_from_hfov(size, MIN_FOV_DEG)))
+    m = PRINCIPAL_POINT_MARGIN
+    for name, val, size in (("cx", cx, width), ("cy", cy, height)):
+        if not (-m * size <= val <= (1 + m) * size):
+            raise CameraInfoError("%s%s=%g lies far outside the %d px image (allowed %g..%g)"
+                                  % (src, name, val, size, -m * size, (1 + m) * size))
 
 
 @dataclass(frozen=True)
@@ -73,17 +111,15 @@ class PinholeCamera:
         return (self.width, self.height)
 
     def validate(self) -> "PinholeCamera":
-        """Raise CameraInfoError unless the size is positive and fx, fy, cx, cy usable; returns self."""
+        """Raise CameraInfoError unless the size is positive and fx, fy, cx, cy are finite and
+        physically meaningful for it: horizontal and vertical FOV within
+        [:data:`MIN_FOV_DEG`, :data:`MAX_FOV_DEG`], principal point within one image size of the
+        image (:data:`PRINCIPAL_POINT_MARGIN`). Meant for a full view; a camera of a small ROI crop
+        (see :func:`camera_from_info`) may legitimately fail the FOV minimum / principal point
+        checks. Returns self."""
         if int(self.width) != self.width or int(self.height) != self.height or self.width <= 0 or self.height <= 0:
             raise CameraInfoError("camera size must be positive integers, got %r x %r" % (self.width, self.height))
-        for name in ("fx", "fy"):
-            val = getattr(self, name)
-            if not math.isfinite(val) or val <= 0:
-                raise CameraInfoError("focal length %s must be finite and > 0, got %r" % (name, val))
-        for name in ("cx", "cy"):
-            val = getattr(self, name)
-            if not math.isfinite(val):
-                raise CameraInfoError("principal point %s must be finite, got %r" % (name, val))
+        _check_intrinsics(self.width, self.height, self.fx, self.fy, self.cx, self.cy, "camera ")
         return self
 
     def scaled(self, width: int, height: int) -> "PinholeCamera":
@@ -151,7 +187,10 @@ def camera_from_info(width: int, height: int, K: Sequence[float], P: Sequence[fl
     is ignored (its rectified ROI needs the distortion model; our inputs are rectified).
 
     Raises CameraInfoError for wrong array lengths, non-finite values, zero/negative
-    focal lengths of a non-zero calibration, zero image size, or a ROI outside the image.
+    focal lengths of a non-zero calibration, intrinsics that are not physically meaningful for
+    the full ``width x height`` image (FOV outside [MIN_FOV_DEG, MAX_FOV_DEG], principal point
+    further than one image size outside it), zero image size, nonsense binning, or a ROI
+    outside the image.
     """
     k = _vec("K", K, 9)
     p = _vec("P", P, 12)
@@ -164,12 +203,8 @@ def camera_from_info(width: int, height: int, K: Sequence[float], P: Sequence[fl
         src, fx, fy, cx, cy = "P", float(p[0]), float(p[5]), float(p[2]), float(p[6])
     else:
         src, fx, fy, cx, cy = "K", float(k[0]), float(k[4]), float(k[2]), float(k[5])
-    for name, val in (("fx", fx), ("fy", fy), ("cx", cx), ("cy", cy)):
-        if not math.isfinite(val):
-            raise CameraInfoError("CameraInfo %s %s is not finite (%r)" % (src, name, val))
-    for name, val in (("fx", fx), ("fy", fy)):
-        if val <= 0:
-            raise CameraInfoError("CameraInfo %s %s must be > 0, got %g" % (src, name, val))
+    # bounds on the full calibrated image (K and P describe it; a ROI crop is checked through it)
+    _check_intrinsics(width, height, fx, fy, cx, cy, "CameraInfo %s " % src)
 
     bx = int(binning_x) or 1
     by = int(binning_y) or 1

@@ -152,13 +152,19 @@ def _alloc(nbytes: int) -> Tuple[_array.array, np.ndarray, bool]:
 
 
 @functools.lru_cache(maxsize=8)
-def _rays(camera: PinholeCamera) -> Tuple[np.ndarray, np.ndarray]:
-    """``((u - cx) / fx for u in 0..W-1, (v - cy) / fy for v in 0..H-1)`` as float32."""
-    rx = ((np.arange(camera.width, dtype=np.float64) - camera.cx) / camera.fx).astype(np.float32)
-    ry = ((np.arange(camera.height, dtype=np.float64) - camera.cy) / camera.fy).astype(np.float32)
+def _rays(camera: PinholeCamera) -> Tuple[np.ndarray, np.ndarray, float]:
+    """``((u - cx) / fx for u in 0..W-1, (v - cy) / fy for v in 0..H-1)`` as float32, and the
+    largest depth whose coordinates stay finite in float32 (``z * ray`` never overflows to inf)."""
+    with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+        rx = ((np.arange(camera.width, dtype=np.float64) - camera.cx) / camera.fx).astype(np.float32)
+        ry = ((np.arange(camera.height, dtype=np.float64) - camera.cy) / camera.fy).astype(np.float32)
+    if not (np.isfinite(rx).all() and np.isfinite(ry).all()):
+        raise ValueError("camera fx=%g fy=%g cx=%g cy=%g gives non-finite rays; check it with "
+                         "PinholeCamera.validate()" % (camera.fx, camera.fy, camera.cx, camera.cy))
+    spread = max(1.0, float(np.abs(rx).max(initial=0.0)), float(np.abs(ry).max(initial=0.0)))
     rx.flags.writeable = False
     ry.flags.writeable = False
-    return rx, ry
+    return rx, ry, 0.5 * float(np.finfo(np.float32).max) / spread
 
 
 def _checked_depth(depth, camera: PinholeCamera) -> np.ndarray:
@@ -173,10 +179,12 @@ def _checked_depth(depth, camera: PinholeCamera) -> np.ndarray:
     return d
 
 
-def _valid_z(d: np.ndarray, min_range: float, max_range: float) -> np.ndarray:
-    """float32 copy of the depth with every invalid value replaced by NaN."""
-    z = np.array(d, dtype=np.float32, copy=True)
-    hi = np.float32(min(float(max_range), float(np.finfo(np.float32).max)))
+def _valid_z(d: np.ndarray, min_range: float, max_range: float, z_limit: float) -> np.ndarray:
+    """float32 copy of the depth with every invalid value replaced by NaN (``z_limit``: the largest
+    depth whose x/y stay finite, see ``_rays``; beyond it a point would hold +-inf)."""
+    with np.errstate(over="ignore", invalid="ignore"):  # float64 depth beyond float32 -> inf -> NaN below
+        z = np.array(d, dtype=np.float32, copy=True)
+    hi = np.float32(min(float(max_range), float(z_limit)))
     with np.errstate(invalid="ignore"):
         if min_range > 0:
             ok = z >= np.float32(min_range)
@@ -198,14 +206,16 @@ def backproject(depth, camera: PinholeCamera, min_range: float = 0.0,
     """Metric depth (m, ``H x W``) -> ``H x W x 3`` float32 points in the optical frame.
 
     Non-finite, ``<= 0``, ``< min_range`` and ``> max_range`` depths give NaN in all three
-    coordinates.  Raises ValueError when the depth size differs from the camera's.
+    coordinates, and so do depths so large that x or y would overflow float32: no output
+    coordinate is ever +-inf.  Raises ValueError when the depth size differs from the camera's
+    or the camera's rays are not finite.
     """
     d = _checked_depth(depth, camera)
-    rx, ry = _rays(camera)
+    rx, ry, z_limit = _rays(camera)
     h, w = d.shape
     out = np.empty((h, w, 3), np.float32)
     for r0, r1 in _row_chunks(h, w * 12):
-        z = _valid_z(d[r0:r1], min_range, max_range)
+        z = _valid_z(d[r0:r1], min_range, max_range, z_limit)
         blk = out[r0:r1]
         np.multiply(z, rx, out=blk[:, :, 0])
         np.multiply(z, ry[r0:r1, None], out=blk[:, :, 1])
@@ -358,7 +368,7 @@ def depth_to_cloud(depth, camera: PinholeCamera, rgb=None, confidence=None,
         raise ValueError("stride must be >= 1, got %d" % stride)
     rgb = _check_extra("rgb", rgb, d.shape, 3)
     confidence = _check_extra("confidence", confidence, d.shape)
-    rx, ry = _rays(camera)
+    rx, ry, z_limit = _rays(camera)
     if stride > 1:
         d = d[::stride, ::stride]
         rx, ry = rx[::stride], ry[::stride]
@@ -370,7 +380,7 @@ def depth_to_cloud(depth, camera: PinholeCamera, rgb=None, confidence=None,
     conf_flat = None if confidence is None else confidence.reshape(h * w)
 
     if remove_invalid:
-        z = _valid_z(d, min_range, max_range).reshape(-1)
+        z = _valid_z(d, min_range, max_range, z_limit).reshape(-1)
         idx = np.flatnonzero(~np.isnan(z))
         n = idx.size
         if n == 0:
@@ -392,7 +402,7 @@ def depth_to_cloud(depth, camera: PinholeCamera, rgb=None, confidence=None,
 
     def write_grid(blk, i0, i1):
         r0, r1 = i0 // w, i1 // w
-        z = _valid_z(d[r0:r1], min_range, max_range)
+        z = _valid_z(d[r0:r1], min_range, max_range, z_limit)
         b3 = blk.reshape(r1 - r0, w, blk.shape[1])
         np.multiply(z, rx, out=b3[:, :, 0])
         np.multiply(z, ry[r0:r1, None], out=b3[:, :, 1])
