@@ -207,12 +207,25 @@ def _copy(folder, tmp_path):
     return dst
 
 
+def test_default_folder_lookup(folder, tmp_path, monkeypatch):
+    monkeypatch.setenv("DEPTH_ROS_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setenv("DEPTH_ROS_WEIGHTS_DIR", str(tmp_path / "mine"))
+    with pytest.raises(WeightsError, match="needs weights=FOLDER.*marigold-depth-v1-1"):
+        check_pipeline_folder("")
+    shutil.copytree(folder, tmp_path / "cache" / "marigold-depth-v1-1")
+    assert check_pipeline_folder(None) == tmp_path / "cache" / "marigold-depth-v1-1"
+    shutil.copytree(folder, tmp_path / "mine" / "marigold-depth-v1-1")
+    assert check_pipeline_folder("") == tmp_path / "mine" / "marigold-depth-v1-1"
+
+
 @pytest.mark.parametrize("weights,match", [
     (None, "needs weights=FOLDER"),
     ("random", "no weights='random'"),
     ("/nonexistent/marigold", "does not exist"),
 ])
-def test_weights_argument_errors(weights, match):
+def test_weights_argument_errors(weights, match, tmp_path, monkeypatch):
+    monkeypatch.setenv("DEPTH_ROS_CACHE", str(tmp_path))
+    monkeypatch.delenv("DEPTH_ROS_WEIGHTS_DIR", raising=False)
     with pytest.raises(WeightsError, match=match):
         create_model("marigold", weights=weights, device="cpu")
 
@@ -284,6 +297,29 @@ def test_bad_inputs(model, rgb):
         model.infer(rgb, reference=np.ones(rgb.shape[:2], np.uint16))
     with pytest.raises(ValueError, match="uint8"):
         model.infer(rgb.astype(np.float32), reference=np.ones(rgb.shape[:2], np.float32))
+
+
+def test_parameter_file_model_config_is_accepted():
+    """config/marigold.yaml's model_config.* as the node passes them (flattened, dotted) are valid options."""
+    from pathlib import Path
+
+    import yaml
+
+    from depth_ros.models.marigold import _options
+
+    doc = yaml.safe_load((Path(__file__).resolve().parents[1] / "config" / "marigold.yaml").read_text())
+    values = doc["/**"]["ros__parameters"]
+    assert values["model"] == "marigold"
+
+    def flat(d, prefix=""):
+        for k, v in d.items():
+            if isinstance(v, dict):
+                yield from flat(v, f"{prefix}{k}.")
+            else:
+                yield f"{prefix}{k}", v
+
+    opts = _options(dict(flat(values["model_config"])))
+    assert opts["reference_config"] == {"domain": "auto"} and opts["reference_model"] == "zoedepth_nk"
 
 
 def test_float16_warns(folder):

@@ -12,7 +12,8 @@ Weights: ``weights`` is a local pipeline folder in diffusers layout, as ``huggin
 prs-eth/marigold-depth-v1-1 --local-dir FOLDER`` (or ``prs-eth/marigold-depth-lcm-v1-0``) leaves it:
 ``model_index.json`` and the ``unet``, ``vae``, ``scheduler``, ``text_encoder`` and ``tokenizer`` subfolders.
 It is loaded with ``local_files_only=True`` (nothing is fetched); a missing or incomplete folder raises one
-``WeightsError`` naming what is missing. There is no ``weights="random"``: an untrained diffusion pipeline
+``WeightsError`` naming what is missing. An empty ``weights`` looks for ``marigold-depth-v1-1/`` in
+``$DEPTH_ROS_WEIGHTS_DIR``, then in the cache (``$DEPTH_ROS_CACHE`` or ``~/.cache/depth_ros``). There is no ``weights="random"``: an untrained diffusion pipeline
 has no meaningful output and no standard architecture config to build it from offline; tests and benchmarks
 save a tiny random pipeline with ``tiny_test_kwargs`` / ``save_random_pipeline`` and load that folder.
 Weights licence: OpenRAIL++-M (code of the official repo: Apache-2.0).
@@ -84,6 +85,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import threading
 import warnings
 from pathlib import Path
@@ -98,9 +100,11 @@ from depth_ros.core.align import (METHODS, SPACES, AlignResult, ScaleShiftSmooth
 from depth_ros.models.base import (Capabilities, DepthModel, DepthPrediction, FocalLike, check_rgb, focal_to_float,
                                    resolve_device, resolve_dtype)
 from depth_ros.models.registry import create_model, register_model
-from depth_ros.models.weights import WeightsError
+from depth_ros.models.weights import WeightsError, cache_dir
 
 COMPONENTS = ("unet", "vae", "scheduler", "text_encoder", "tokenizer")
+#: the folder name looked up when ``weights`` is empty (the Hugging Face repository's name)
+DEFAULT_FOLDER = "marigold-depth-v1-1"
 _MAD_TO_SIGMA = 1.4826
 
 _DEFAULTS: Dict[str, Any] = dict(
@@ -130,12 +134,27 @@ def _weight_names(stem: str, variant: str):
             f"{stem}.safetensors.index.json", f"{stem}{v}.safetensors.index.json", f"{stem}.bin.index.json")
 
 
+def default_folder() -> Optional[Path]:
+    """``DEFAULT_FOLDER`` in ``$DEPTH_ROS_WEIGHTS_DIR``, then in the cache (``$DEPTH_ROS_CACHE`` or
+    ``~/.cache/depth_ros``), where it has a model_index.json; else None (nothing is downloaded)."""
+    places = [os.environ.get("DEPTH_ROS_WEIGHTS_DIR"), str(cache_dir())]
+    for place in places:
+        if place and (Path(place) / DEFAULT_FOLDER / "model_index.json").is_file():
+            return Path(place) / DEFAULT_FOLDER
+    return None
+
+
 def check_pipeline_folder(folder, variant: str = "") -> Path:
     """Raise ``WeightsError`` naming what is missing unless ``folder`` holds a Marigold pipeline in diffusers
-    layout (model_index.json, config and weights of unet/vae/text_encoder, scheduler config, tokenizer)."""
+    layout (model_index.json, config and weights of unet/vae/text_encoder, scheduler config, tokenizer).
+    ``folder`` None or "" means ``default_folder()``."""
     if folder is None or str(folder) == "":
-        raise WeightsError("Marigold needs weights=FOLDER: a local diffusers pipeline folder (e.g. "
-                           "`huggingface-cli download prs-eth/marigold-depth-v1-1 --local-dir FOLDER`)")
+        found = default_folder()
+        if found is None:
+            raise WeightsError(f"Marigold needs weights=FOLDER, a local diffusers pipeline folder, or "
+                               f"{DEFAULT_FOLDER}/ in $DEPTH_ROS_WEIGHTS_DIR or {cache_dir()} (e.g. `huggingface-cli "
+                               f"download prs-eth/{DEFAULT_FOLDER} --local-dir {cache_dir() / DEFAULT_FOLDER}`)")
+        folder = found
     if str(folder) == "random":
         raise WeightsError("Marigold has no weights='random': pass a pipeline folder (tests build one with "
                            "depth_ros.models.marigold.save_random_pipeline)")
