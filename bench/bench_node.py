@@ -29,7 +29,7 @@ sys.path.insert(0, str(REPO))
 
 import ros_utils as ru  # noqa: E402
 
-OUTPUT_TOPICS = ("depth/image", "depth/camera_info", "depth/confidence", "depth/points", "depth/colorized")
+from depth_ros.pipeline.outputs import OUTPUT_TOPICS  # noqa: E402
 
 
 def _percentiles(values):

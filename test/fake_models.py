@@ -13,10 +13,10 @@ import time
 
 import numpy as np
 
-from depth_ros.models.base import Capabilities, DepthPrediction
+from depth_ros.models.base import Capabilities, DepthModel, DepthPrediction
 
 
-class ConstantDepthModel:
+class ConstantDepthModel(DepthModel):
     """Returns ``depth`` metres everywhere (a left-to-right ramp when ``ramp > 0``), after ``delay`` s.
 
     Confidence is 0.25 in the left half and 1.0 in the right half. Counts its calls (thread-safe).

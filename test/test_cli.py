@@ -11,8 +11,9 @@ import numpy as np
 import pytest
 
 from depth_ros import cli
-from depth_ros.demo import bagio
-from depth_ros.demo.outputs import MARKER_FILE, RANDOM_WEIGHTS_NOTE
+from depth_ros import bag as bagio
+from depth_ros import msgs as M
+from depth_ros.files import MARKER_FILE, RANDOM_WEIGHTS_NOTE
 from depth_ros.demo.render import SAMPLE_STREAM_DIR, load_frames
 from depth_ros.models.base import DepthModel, DepthPrediction
 
@@ -85,7 +86,7 @@ def test_infer_writes_every_output_and_it_reads_back(tmp_path, capsys):
     assert summary["frames"] == 2 and summary["random_weights"] is True
     assert summary["fps"] > 0
     rec = summary["frames_detail"][0]
-    assert rec["focal_source"] == "given: --hfov 70"
+    assert rec["focal_source"] == "given" and rec["focal_reason"] == "given: hfov=70 deg"
     assert rec["domain"] in ("indoor", "outdoor")
     assert (out / MARKER_FILE).is_file()
     assert "frames: 2" in stdout and "domain per frame" in stdout and "focal: 228.5 px" in stdout
@@ -114,7 +115,7 @@ def test_infer_folder_video_given_intrinsics_and_user_model(tmp_path, capsys):
     assert names == ["a", "b", "clip_000000", "clip_000002", "clip_000004"]
     rec = summary["frames_detail"][2]
     assert rec["camera"] == {"fx": 200.0, "fy": 200.0, "cx": 150.0, "cy": 119.5}
-    assert rec["focal_source"] == "given: --fx" and rec["domain"] is None
+    assert rec["focal_source"] == "given" and rec["domain"] is None
     d = np.load(out / "clip_000002_depth.npy")
     assert np.isclose(d[0, 0], 2.0) and np.isclose(d[-1, 0], 2.0 + 239 / 240)
     assert not list(out.glob("*_depth.png")) and not list(out.glob("*.ply"))
@@ -128,8 +129,8 @@ def test_infer_depth_pro_estimates_the_focal_length(tmp_path, capsys):
     code, stdout, err = run(capsys, "infer", ROOM, "--out", out, "--no-side", *TINY_PRO)
     assert code == 0, err
     rec = json.loads((out / "summary.json").read_text())["frames_detail"][0]
-    assert rec["focal_source"] == "estimated by the model (Depth Pro)" and rec["focal_px"] > 0
-    assert rec["files"].get("confidence_png") is None and "ply" in rec["files"]
+    assert rec["focal_source"] == "model" and rec["focal_px"] > 0
+    assert "ply" in rec["files"]
     pts, _ = read_ply(out / "0000_room.ply")
     assert len(pts) == rec["ply_points"] > 0
 
@@ -141,7 +142,7 @@ def test_infer_zoedepth_with_the_depth_pro_focal_estimator(tmp_path, capsys):
                             "--focal-arg", "decoder_features=16")
     assert code == 0, err
     rec = json.loads((out / "summary.json").read_text())["frames_detail"][0]
-    assert rec["focal_source"] == "estimated by Depth Pro's FOV head" and rec["focal_px"] > 0
+    assert rec["focal_source"] == "estimated" and rec["focal_px"] > 0
 
 
 # ---------------------------------------------------------------------------------------------
@@ -207,17 +208,17 @@ def make_bag(path, storage="sqlite3", compressed=False, n=3, with_info=True):
     with bagio.BagWriter(path, storage=storage) as w:
         for i, f in enumerate(frames):
             t = T0 + i * 100_000_000
-            h = bagio.make_header(t, "cam_optical")
+            h = M.make_header(t, "cam_optical", kit=M.ROSBAGS)
             if compressed:
                 ok, buf = cv2.imencode(".jpg", cv2.cvtColor(f.rgb, cv2.COLOR_RGB2BGR))
-                msg = bagio._t(bagio.COMPRESSED)(header=h, format="rgb8; jpeg compressed bgr8",
+                msg = M.ROSBAGS.cls(bagio.COMPRESSED_IMAGE)(header=h, format="rgb8; jpeg compressed bgr8",
                                                  data=np.frombuffer(buf.tobytes(), np.uint8))
                 w.write(topic, msg, t + 7)
             else:
-                w.write(topic, bagio.image_message(np.ascontiguousarray(f.rgb[:, :, ::-1]), "bgr8", h), t + 7)
+                w.write(topic, M.array_to_image_msg(np.ascontiguousarray(f.rgb[:, :, ::-1]), "bgr8", h, kit=M.ROSBAGS), t + 7)
             if with_info:
-                w.write("/cam/camera_info", bagio.camera_info_message(cam, h), t + 9)
-            w.write("/imu", bagio.string_message(f"other {i}"), t + 8)
+                w.write("/cam/camera_info", M.camera_info_msg(cam, h, kit=M.ROSBAGS), t + 9)
+            w.write("/imu", M.string_msg(f"other {i}", M.ROSBAGS), t + 8)
     return topic, cam
 
 
@@ -237,18 +238,18 @@ def test_bag_roundtrip(tmp_path, capsys, storage):
     for t, _mt, log_t, msg in bagio.read_topics(dst):
         i = (log_t - T0) // 100_000_000
         if t.startswith("/cam/depth/"):
-            assert bagio.stamp_ns(msg.header) == T0 + i * 100_000_000
+            assert M.stamp_ns(msg.header) == T0 + i * 100_000_000
             assert log_t == T0 + i * 100_000_000 + 7  # written at the input image's bag time
             assert msg.header.frame_id == "cam_optical"
         seen.setdefault(t, []).append(msg)
-    d = bagio.depth_from_message(seen["/cam/depth/image"][0])
+    d = M.depth_from_image_msg(seen["/cam/depth/image"][0])
     assert d.shape == (240, 320) and seen["/cam/depth/image"][0].encoding == "32FC1"
     info = seen["/cam/depth/camera_info"][0]
     assert np.allclose(info.k, cam.K.reshape(-1)) and (info.width, info.height) == (320, 240)
     conf = seen["/cam/depth/confidence"][0]
     assert conf.encoding == "32FC1"
     pc = seen["/cam/depth/points"][0]
-    pts, rgb = bagio.cloud_to_arrays(pc)
+    pts, rgb = M.cloud_msg_to_arrays(pc)
     assert (pc.height, pc.width) == (240, 320) and rgb is not None
     assert np.isfinite(pts).all(axis=1).sum() == np.isfinite(d).sum()
     assert "focal: 228.5 px; source: camera_info" in stdout
@@ -266,7 +267,9 @@ def test_bag_compressed_without_camera_info_uses_hfov_and_copies_all(tmp_path, c
     msgs = {t: m for t, _mt, _lt, m in bagio.read_topics(dst)}
     assert msgs["/est/depth/image"].encoding == "16UC1"
     assert np.isclose(msgs["/est/depth/camera_info"].k[0], 160.0)  # hfov 90 at 320 px
-    assert (msgs["/est/depth/points"].height, msgs["/est/depth/points"].width) == (60, 80)
+    pc = msgs["/est/depth/points"]  # --cloud-stride 4 alone = cloud_mode stride: 1 x N without invalid points
+    depth = M.depth_from_image_msg(msgs["/est/depth/image"])[::4, ::4]
+    assert pc.height == 1 and pc.is_dense and pc.width == int(np.isfinite(depth).sum()) > 0
 
 
 def test_bag_command_does_not_need_rclpy(tmp_path):
@@ -317,14 +320,21 @@ def test_error_out_is_a_file(tmp_path, capsys):
     assert "taken" in line and "is a file" in line
 
 
-def test_pick_info_exact_stamp_then_latest_before_then_first():
-    infos = [(10, "a"), (20, "b"), (30, "c")]
-    times = [t for t, _ in infos]
-    assert cli._pick_info({7: "s"}, times, infos, 7, 25) == "s"
-    assert cli._pick_info({}, times, infos, 0, 25) == "b"
-    assert cli._pick_info({}, times, infos, 0, 30) == "c"
-    assert cli._pick_info({}, times, infos, 0, 5) == "a"
-    assert cli._pick_info({}, [], [], 0, 5) is None
+def test_camera_info_pairing_exact_stamp_then_latest_before_then_first():
+    from depth_ros.core.camera import PinholeCamera
+    from depth_ros.pipeline.intrinsics import INFO_INVALID, INFO_MISSING, CameraInfoTracker
+
+    cams = {t: PinholeCamera.from_focal(8, 6, f) for t, f in ((10, 5.0), (20, 6.0), (30, 7.0))}
+    tr = CameraInfoTracker(keep=None)
+    assert tr.status("cam", 5, 8, 6, "none yet").state == INFO_MISSING
+    for t, cam in cams.items():
+        tr.add("cam", t, cam)
+    assert tr.status("cam", 20, 8, 6, "").camera.fx == 6.0
+    assert tr.status("cam", 25, 8, 6, "").camera.fx == 6.0
+    assert tr.status("cam", 99, 8, 6, "").camera.fx == 7.0
+    assert tr.status("cam", 5, 8, 6, "").camera.fx == 5.0
+    other = tr.status("cam2", 20, 8, 6, "")
+    assert other.state == INFO_INVALID and "'cam'" in other.problem and "'cam2'" in other.problem
 
 
 def _humble_style(bag):
@@ -381,14 +391,14 @@ def test_bag_single_mcap_file_as_input(tmp_path, capsys):
 def test_bag_failure_before_any_frame_leaves_no_output(tmp_path, capsys):
     src = tmp_path / "in"
     with bagio.BagWriter(src) as w:
-        h = bagio.make_header(T0, "cam")
-        msg = bagio.image_message(np.zeros((4, 6, 3), np.uint8), "rgb8", h)
+        h = M.make_header(T0, "cam", kit=M.ROSBAGS)
+        msg = M.array_to_image_msg(np.zeros((4, 6, 3), np.uint8), "rgb8", h, kit=M.ROSBAGS)
         msg.encoding = "no_such_encoding"
         w.write("/cam/image_raw", msg, T0)
     dst = tmp_path / "o"
     line = _one_line_error(*run(capsys, "bag", src, dst, "--image-topic", "/cam/image_raw", "--hfov", 60,
                                 *TINY_ZOE)[::2])
-    assert "could be decoded" in line
+    assert "gave an output" in line
     assert not dst.exists()  # a rerun must not stop at "already exists"
     line = _one_line_error(*run(capsys, "bag", src, dst, "--image-topic", "/cam/image_raw", "--hfov", 60,
                                 "--cloud-stride", 0, *TINY_ZOE)[::2])

@@ -9,9 +9,10 @@ import cv2
 import numpy as np
 import pytest
 
-from depth_ros import cli
-from depth_ros.demo import bagio, run_demo
-from depth_ros.demo import outputs as O
+from depth_ros import cli, msgs
+from depth_ros import bag as bagio
+from depth_ros import files as O
+from depth_ros.demo import run_demo
 from depth_ros.demo.recorder import format_summary
 
 REPO = Path(__file__).resolve().parents[1]
@@ -116,7 +117,7 @@ def test_demo_quick_runs_the_ros_graph(tmp_path):
     assert bagio.bag_custom_data(out / "bag")["depth_ros.note"] == O.RANDOM_WEIGHTS_NOTE
     stamps = {}
     for t, _mt, _lt, msg in bagio.read_topics(out / "bag", ["/depth/image", "/depth/points"]):
-        stamps.setdefault(t, []).append(bagio.stamp_ns(msg.header))
+        stamps.setdefault(t, []).append(msgs.stamp_ns(msg.header))
     sent = {f[0] for f in json.loads((out / "logs" / "camera_stats.json").read_text())["frames"]}
     assert set(stamps["/depth/image"]) <= sent and stamps["/depth/image"] == stamps["/depth/points"]
     assert "AbsRel" in (out / "summary.txt").read_text()

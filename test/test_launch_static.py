@@ -14,6 +14,7 @@ import ros_utils as ru
 import yaml
 
 from depth_ros.node import params as P
+from depth_ros.pipeline import outputs as O
 
 REPO = ru.REPO
 LAUNCH_FILES = sorted((REPO / "launch").glob("*.launch.py"))
@@ -21,8 +22,8 @@ REQUIRED_ARGS = {"image", "camera_info", "namespace", "params_file", "weights", 
 # the model each launch file is for (its parameter file's `model`)
 LAUNCH_MODEL = {"zoedepth.launch.py": "zoedepth_nk", "depthpro.launch.py": "depth_pro"}
 # node topic names, kept in sync with depth_ros/node/node.py (checked in test_node_topic_constants)
-INPUTS = {"image", "image/compressed", "camera_info"}
-OUTPUTS = {"depth/image", "depth/camera_info", "depth/confidence", "depth/points", "depth/colorized"}
+INPUTS = {O.IMAGE_TOPIC, O.IMAGE_TOPIC + O.COMPRESSED_SUFFIX, O.CAMERA_INFO_TOPIC}
+OUTPUTS = set(O.OUTPUT_TOPICS)
 
 
 def _setup_info():
@@ -202,12 +203,6 @@ def test_rviz_config_topics_are_node_outputs():
     launch_default = ru.run_launch_file(LAUNCH_FILES[0])
     rviz_args = [n for n in launch_default if n["kwargs"]["package"] == "rviz2"][0]["kwargs"]["arguments"]
     assert vm["Global Options"]["Fixed Frame"] == rviz_args[rviz_args.index("-f") + 1]
-
-
-def test_node_topic_constants():
-    node = pytest.importorskip("depth_ros.node.node")  # needs rclpy
-    assert set(node.INPUT_TOPICS) == INPUTS
-    assert set(node.OUTPUT_TOPICS) == OUTPUTS
 
 
 def test_docs_cover_every_parameter_and_topic():

@@ -15,14 +15,13 @@ from rclpy.parameter import Parameter
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image, PointCloud2
 
 from depth_ros import msgs
-from depth_ros.node.node import (
+from depth_ros.node.node import DepthNode, StartupError
+from depth_ros.pipeline.outputs import (
     COLORIZED_TOPIC,
     CONFIDENCE_TOPIC,
     DEPTH_INFO_TOPIC,
     DEPTH_TOPIC,
     POINTS_TOPIC,
-    DepthNode,
-    StartupError,
 )
 
 ALL_OUTPUTS = {DEPTH_TOPIC: Image, DEPTH_INFO_TOPIC: CameraInfo, CONFIDENCE_TOPIC: Image,
@@ -361,10 +360,10 @@ def test_fast_publisher_frames_are_dropped_latency_bounded(make):
         sent += 1
         time.sleep(1 / 60)
     t_last = time.monotonic()
-    assert ru.wait_for(lambda: not h.node._worker.busy, 2 * delay + 0.5), "a backlog is being worked off"
+    assert ru.wait_for(lambda: not h.node.worker.busy, 2 * delay + 0.5), "a backlog is being worked off"
     drained = time.monotonic() - t_last
     stats = h.node.stats
-    assert h.node._worker.dropped >= sent // 2
+    assert h.node.worker.dropped >= sent // 2
     assert drained <= 2 * delay + 0.5
     lat = stats.latency_ms.summary()
     assert lat["max"] <= (2 * delay + 0.4) * 1e3, lat  # at most one frame waits for one inference
@@ -379,13 +378,13 @@ def test_lazy_no_subscribers_no_inference(ros, make):
         h.send()
         time.sleep(0.05)
     assert model.calls == 0 and h.node.stats.inferences == 0
-    assert h.node._image_sub is None
+    assert not h.node.image_subscribed
     (col,) = h.collect(POINTS_TOPIC)
     h.send_until(POINTS_TOPIC)
     assert model.calls >= 1
     assert h.node.wanted_outputs() == [POINTS_TOPIC]  # only the wanted output is produced
     ros.node.destroy_subscription(col.sub)
-    assert ru.wait_for(lambda: h.node._image_sub is None, 3.0)
+    assert ru.wait_for(lambda: not h.node.image_subscribed, 3.0)
     calls = model.calls
     for _ in range(3):
         h.send()
@@ -409,7 +408,7 @@ def test_runtime_parameter_changes_validated(make):
     assert not r.successful and "max_range" in r.reason
     r = set_("cloud_stride", 0)
     assert not r.successful
-    assert set_("min_range", 0.5).successful and node._cfg["min_range"] == 0.5
+    assert set_("min_range", 0.5).successful and node.processor.config.min_range == 0.5
     assert set_("domain", "outdoor").successful and node.model.domain == "outdoor"
     assert set_("fallback_hfov_deg", 70.0).successful and node.resolver.fallback_hfov_deg == 70.0
     h.collect(DEPTH_TOPIC)
@@ -435,7 +434,7 @@ def test_startup_errors_are_one_clear_message(ros, params, fragment):
 
 def test_integer_override_for_double_parameter(ros, make):
     h = make(min_range=1)
-    assert h.node._cfg["min_range"] == 1.0
+    assert h.node.processor.config.min_range == 1.0
 
 
 def test_corrupt_weights_are_one_clear_message(ros, tmp_path):

@@ -8,7 +8,7 @@ import pytest
 
 from depth_ros.node import params as P
 from depth_ros.node.diagnostics import ProblemLog, RateMeter, RollingStats
-from depth_ros.node.intrinsics import (
+from depth_ros.pipeline.intrinsics import (
     CAMERA_INFO,
     ESTIMATED,
     FALLBACK,

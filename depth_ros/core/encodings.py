@@ -192,7 +192,8 @@ def _cv2():
 
 def _stretch_u8(img: np.ndarray, ignore_zero: bool) -> np.ndarray:
     """Min/max stretch a single-channel numeric image to uint8 (non-finite -> 0)."""
-    f = img.astype(np.float32, copy=False)
+    with np.errstate(over="ignore", invalid="ignore"):  # float64 beyond float32 -> inf -> left out below
+        f = img.astype(np.float32, copy=False)
     valid = np.isfinite(f)
     if ignore_zero:
         valid &= f != 0
@@ -317,7 +318,19 @@ def _png_size(b):
     _need(b, 24, "PNG")
     if b[12:16] != b"IHDR":
         raise _HeaderError("PNG does not start with an IHDR chunk")
-    return _u32be(b, 16), _u32be(b, 20)
+    # Walk the chunk list: OpenCV 4.13 allocates what a chunk's length field claims before it reads
+    # the chunk, so a 2 kB PNG claiming a 2.5 GB IDAT costs 2.5 GB and seconds. Refuse it here.
+    i, n = 8, len(b)
+    while True:
+        if i + 8 > n:
+            raise _HeaderError("PNG ends without an IEND chunk (truncated, %d bytes)" % n)
+        length = _u32be(b, i)
+        if i + 12 + length > n:
+            raise _HeaderError("PNG chunk %r claims %d bytes, past the end of the %d-byte payload (truncated or "
+                               "corrupt)" % (bytes(b[i + 4:i + 8]).decode("latin-1"), length, n))
+        if b[i + 4:i + 8] == b"IEND":
+            return _u32be(b, 16), _u32be(b, 20)
+        i += 12 + length
 
 
 # SOF markers (baseline, extended, progressive, lossless, arithmetic, hierarchical); C4 (DHT), C8 (JPG)
@@ -605,8 +618,9 @@ def depth_to_mm16(depth_m) -> np.ndarray:
     """Metric depth (m) -> REP 118 ``16UC1`` millimetres.
 
     Rounds half up (like depth_image_proc's ``DepthTraits<uint16_t>::fromMeters``),
-    0 = invalid for NaN, +-inf and depth <= 0, clips at 65535 (65.535 m).  Positive
-    depths below 0.5 mm also become 0.
+    0 = invalid for NaN, +-inf and depth <= 0.  Depth that would round above 65535 mm
+    (65.535 m) does not fit and is 0 (invalid) too: clipping it would store a wrong, nearer
+    distance.  Positive depths below 0.5 mm also become 0.
     """
     d = np.asarray(depth_m)
     if d.dtype.kind not in "fiu":
@@ -615,8 +629,7 @@ def depth_to_mm16(depth_m) -> np.ndarray:
     with np.errstate(invalid="ignore", over="ignore"):
         mm = d.astype(ftype) * ftype(1000.0)
         mm += ftype(0.5)
-        bad = ~(np.isfinite(d) & (d > 0))
+        bad = ~(np.isfinite(d) & (d > 0)) | (mm >= ftype(65536.0))
         mm[bad] = 0
-        np.clip(mm, 0, 65535, out=mm)
         np.floor(mm, out=mm)
     return mm.astype(np.uint16)

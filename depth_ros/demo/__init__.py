@@ -5,7 +5,7 @@
 * ``sample_camera`` (console script): publishes that stream as Image + CameraInfo at a steady rate;
 * ``recorder`` (console script ``depth_recorder``): records depth_node's outputs to a rosbag2 and writes
   pictures, PLY clouds and a summary (rates, latency, dropped frames, AbsRel / delta1);
-* ``run_demo``: starts the three processes (``bash scripts/demo.sh`` / ``depth-ros demo``);
-* ``bagio``: rosbag2 read/write through ``rosbags`` (no rclpy), used by ``depth-ros bag``;
-* ``outputs``: side-by-side pictures, depth PNG/NPY, PLY writing and depth metrics.
+* ``run_demo``: starts the three processes (``bash scripts/demo.sh`` / ``depth-ros demo``).
+
+Bags are read and written by ``depth_ros.bag``, files (pictures, PNG/NPY, PLY, metrics) by ``depth_ros.files``.
 """

@@ -28,9 +28,10 @@ from typing import Any, Dict, List, Optional, Sequence
 
 import numpy as np
 
-from depth_ros.demo import outputs as O
+from depth_ros import files as O
+from depth_ros import msgs as M
+from depth_ros.pipeline.outputs import OUTPUT_TOPICS
 
-OUTPUT_TOPICS = ("depth/image", "depth/camera_info", "depth/confidence", "depth/points", "depth/colorized")
 INPUT_TOPICS = ("image_raw", "camera_info", "ground_truth/depth")
 DONE_TOPIC = "sample_camera/done"
 _KEEP = 400  # stamps kept in memory per kind
@@ -96,7 +97,7 @@ class Recorder:
                       DONE_TOPIC: String}
         self.bag = None
         if not args.no_bag:
-            from depth_ros.demo.bagio import BagWriter
+            from depth_ros.bag import BagWriter
 
             bag_dir = self.out / "bag"
             if bag_dir.exists():
@@ -180,14 +181,13 @@ class Recorder:
             return
         stamp = msg.header.stamp.sec * 1_000_000_000 + msg.header.stamp.nanosec
         self._arrive(topic, now, stamp)
-        from depth_ros.demo import bagio
 
         if topic == "image_raw":
-            self.inputs.put(stamp, bagio.image_to_rgb(msg))
+            self.inputs.put(stamp, M.msg_to_rgb8(msg))
         elif topic == "ground_truth/depth":
-            self.gts.put(stamp, bagio.depth_from_message(msg))
+            self.gts.put(stamp, M.depth_from_image_msg(msg))
         elif topic == "depth/image":
-            self.depths.put(stamp, bagio.depth_from_message(msg))
+            self.depths.put(stamp, M.depth_from_image_msg(msg))
             self.last_depth_at = now
             n = len(self.arrivals["depth/image"])
             dom = self.diag.get("domain") or ""
@@ -196,7 +196,7 @@ class Recorder:
             self._log(f"depth frame {n}: latency {(now - stamp / 1e9) * 1e3:.0f} ms (stamp -> received)"
                       + (f", node domain {dom}" if dom else ""))
         elif topic == "depth/confidence":
-            self.confs.put(stamp, bagio.image_to_array(msg).astype(np.float32))
+            self.confs.put(stamp, M.image_msg_to_array(msg).astype(np.float32))
         elif topic == "depth/camera_info":
             self.depth_info = {"fx": float(msg.k[0]), "fy": float(msg.k[4]), "cx": float(msg.k[2]),
                                "cy": float(msg.k[5]), "width": int(msg.width), "height": int(msg.height)}
@@ -342,7 +342,6 @@ class Recorder:
         from rclpy.serialization import deserialize_message
         from sensor_msgs.msg import PointCloud2
 
-        from depth_ros.demo import bagio
 
         written = {}
         note = [O.RANDOM_WEIGHTS_NOTE] if self.args.random_weights else []
@@ -353,7 +352,7 @@ class Recorder:
                 continue
             seen.add(item[0])
             msg = deserialize_message(item[1], PointCloud2)
-            pts, rgb = bagio.cloud_to_arrays(msg)
+            pts, rgb = M.cloud_msg_to_arrays(msg)
             name = f"cloud_{which}.ply"
             n = O.write_ply(self.out / name, pts, rgb, note + [
                 f"depth_ros demo: depth/points stamp {item[0]} frame {msg.header.frame_id} (optical: x right, "

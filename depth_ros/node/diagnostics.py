@@ -1,13 +1,16 @@
 """Rates, latency statistics, throttled problem logging (ROS-free) and the /diagnostics message."""
 from __future__ import annotations
 
-import re
 import threading
 import time
 from collections import deque
 from typing import Callable, Deque, Dict, List, Optional, Tuple
 
 import numpy as np
+
+from depth_ros.pipeline.intrinsics import problem_key
+
+__all__ = ["RateMeter", "RollingStats", "ProblemLog", "problem_key", "diagnostic_array", "values_dict", "fmt"]
 
 
 class RateMeter:
@@ -67,9 +70,6 @@ class RollingStats:
                 "p95": float(np.percentile(arr, 95)), "max": float(arr.max())}
 
 
-def problem_key(text: str) -> str:
-    """A throttling key for a problem text: numbers removed, so repeats of one problem share it."""
-    return re.sub(r"[-+]?\d[\d.e+-]*|nan|inf", "#", text)[:80]
 
 
 class ProblemLog:
@@ -123,6 +123,23 @@ def fmt(value) -> str:
 
 # Diagnostic levels (diagnostic_msgs/DiagnosticStatus constants; kept here to stay ROS-free).
 OK, WARN, ERROR, STALE = 0, 1, 2, 3
+
+
+def node_status(stats, intrinsics: Dict[str, object], has_subscribers: bool, recent_problem: Optional[str],
+                image_topic: str) -> Tuple[int, str]:
+    """(level, message) of the node's diagnostic status."""
+    level, message = OK, "running"
+    if not has_subscribers:
+        message = "idle: no subscribers"
+    elif stats.frames_processed == 0 and stats.frames_in == 0:
+        message = f"no images on '{image_topic}' yet"
+    if intrinsics["source"] == "fallback_hfov":
+        level, message = WARN, f"intrinsics from fallback_hfov_deg: {intrinsics['reason']}"
+    elif stats.frames_waiting and intrinsics["source"] == "none":
+        level, message = WARN, "waiting for CameraInfo"
+    if recent_problem:
+        level, message = ERROR, recent_problem
+    return level, message
 
 
 def diagnostic_array(stamp, name: str, hardware_id: str, level: int, message: str,

@@ -16,14 +16,17 @@ import re
 from dataclasses import dataclass
 from typing import Any, Callable, Dict, Iterable, List, Mapping, Optional, Tuple
 
+from depth_ros.models.registry import BACKENDS, MODEL_NAMES
+from depth_ros.pipeline.frame import CLOUD_MODES, PipelineConfig
+
 #: Prefixes of pass-through (read-only, dynamically typed) parameters.
 PASSTHROUGH_PREFIXES = ("model_config.", "focal_estimator_config.")
 
-BUILTIN_MODELS = ("zoedepth_nk", "zoedepth_n", "zoedepth_k", "depth_pro")
+BUILTIN_MODELS = MODEL_NAMES  # the registry's list of families
+_PIPELINE = PipelineConfig()  # defaults of the per-frame settings
 DOMAINS = ("auto", "indoor", "outdoor")
 PRECISIONS = ("float32", "float16", "bfloat16")
 DEPTH_ENCODINGS = ("32FC1", "16UC1")
-CLOUD_MODES = ("organized", "stride", "voxel")
 RELIABILITIES = ("reliable", "best_effort")
 IMAGE_TRANSPORTS = ("raw", "compressed")
 INVALID_INFO_POLICIES = ("skip", "estimate")
@@ -34,7 +37,7 @@ _DEVICE = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?|xpu(:\d+)?)$")
 
 
 def _check_model(value: str) -> Optional[str]:
-    if value in BUILTIN_MODELS or _USER_MODEL.match(value):
+    if value in MODEL_NAMES or _USER_MODEL.match(value):
         return None
     return (f"unknown model '{value}': use one of {', '.join(BUILTIN_MODELS)} "
             "or 'package.module:ClassName'")
@@ -107,7 +110,7 @@ class ParamSpec:
 PARAMS: Tuple[ParamSpec, ...] = (
     # -- model ----------------------------------------------------------------------------------
     ParamSpec("model", "zoedepth_nk",
-              "Depth network: zoedepth_nk, zoedepth_n, zoedepth_k, depth_pro, or 'package.module:ClassName' "
+              f"Depth network: {', '.join(MODEL_NAMES)}, or 'package.module:ClassName' "
               "(a user class constructed with weights, device, dtype and model_config.* keyword arguments).",
               read_only=True, check=_check_model),
     ParamSpec("weights", "",
@@ -146,32 +149,32 @@ PARAMS: Tuple[ParamSpec, ...] = (
               "Horizontal field of view used when CameraInfo is unusable and the focal estimator is unavailable "
               "(no Depth Pro weights); 0 = no fallback (frames are skipped).", min=0.0, max=179.0),
     # -- processing -----------------------------------------------------------------------------
-    ParamSpec("output_width", 0,
+    ParamSpec("output_width", _PIPELINE.output_width,
               "Width the image is resized to before inference (height keeps the aspect ratio); every output "
               "and depth/camera_info have this size. 0 = the input size.", min=0, max=16384),
-    ParamSpec("min_range", 0.1, "Depth below this (m) is invalid (NaN / 0 in 16UC1, dropped from the cloud).",
+    ParamSpec("min_range", _PIPELINE.min_range, "Depth below this (m) is invalid (NaN / 0 in 16UC1, dropped from the cloud).",
               min=0.0, max=1.0e4),
-    ParamSpec("max_range", 80.0, "Depth above this (m) is invalid (NaN / 0 in 16UC1, dropped from the cloud).",
+    ParamSpec("max_range", _PIPELINE.max_range, "Depth above this (m) is invalid (NaN / 0 in 16UC1, dropped from the cloud).",
               min=0.0, max=1.0e5, min_exclusive=True),
-    ParamSpec("min_confidence", 0.0, "Cloud points whose confidence is below this are dropped (0 = keep all).",
+    ParamSpec("min_confidence", _PIPELINE.min_confidence, "Cloud points whose confidence is below this are dropped (0 = keep all).",
               min=0.0, max=1.0),
     ParamSpec("depth_encoding", "32FC1", "depth/image encoding: 32FC1 metres (REP 118) or 16UC1 millimetres.",
               choices=DEPTH_ENCODINGS),
-    ParamSpec("cloud_mode", "organized",
+    ParamSpec("cloud_mode", _PIPELINE.cloud_mode,
               "depth/points layout: organized (H x W, NaN for invalid), stride (every cloud_stride-th pixel, "
               "1 x N without invalid points), voxel (unorganized, voxel_size grid, optional outlier removal; for Nav2).",
               choices=CLOUD_MODES),
-    ParamSpec("cloud_color", True, "Add the packed 'rgb' field (xyzrgb, point_step 32) instead of xyz only."),
-    ParamSpec("cloud_confidence", False, "Add a float32 'confidence' field to depth/points."),
-    ParamSpec("cloud_stride", 4, "Pixel stride for cloud_mode stride.", min=1, max=64),
-    ParamSpec("voxel_size", 0.05, "Voxel edge (m) for cloud_mode voxel.", min=0.0, max=10.0, min_exclusive=True),
-    ParamSpec("outlier_nb", 0, "cloud_mode voxel: statistical outlier removal neighbours (0 = off).",
+    ParamSpec("cloud_color", _PIPELINE.cloud_color, "Add the packed 'rgb' field (xyzrgb, point_step 32) instead of xyz only."),
+    ParamSpec("cloud_confidence", _PIPELINE.cloud_confidence, "Add a float32 'confidence' field to depth/points."),
+    ParamSpec("cloud_stride", _PIPELINE.cloud_stride, "Pixel stride for cloud_mode stride.", min=1, max=64),
+    ParamSpec("voxel_size", _PIPELINE.voxel_size, "Voxel edge (m) for cloud_mode voxel.", min=0.0, max=10.0, min_exclusive=True),
+    ParamSpec("outlier_nb", _PIPELINE.outlier_nb, "cloud_mode voxel: statistical outlier removal neighbours (0 = off).",
               min=0, max=100),
-    ParamSpec("outlier_std", 2.0, "cloud_mode voxel: outlier std-dev ratio.", min=0.0, max=100.0,
+    ParamSpec("outlier_std", _PIPELINE.outlier_std, "cloud_mode voxel: outlier std-dev ratio.", min=0.0, max=100.0,
               min_exclusive=True),
-    ParamSpec("colorize_min_depth", 0.0, "depth/colorized near limit (m); 0 = per-frame robust minimum.",
+    ParamSpec("colorize_min_depth", _PIPELINE.colorize_min_depth, "depth/colorized near limit (m); 0 = per-frame robust minimum.",
               min=0.0, max=1.0e5),
-    ParamSpec("colorize_max_depth", 0.0, "depth/colorized far limit (m); 0 = per-frame robust maximum.",
+    ParamSpec("colorize_max_depth", _PIPELINE.colorize_max_depth, "depth/colorized far limit (m); 0 = per-frame robust maximum.",
               min=0.0, max=1.0e5),
     ParamSpec("lazy", True,
               "Subscribe to the image and run the network only while some output has a subscriber; "

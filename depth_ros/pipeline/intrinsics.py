@@ -1,8 +1,10 @@
-"""Which intrinsics a frame is projected with (ROS-free).
+"""Which intrinsics a frame is projected with (ROS-free; the node, ``depth-ros infer`` and ``depth-ros bag``).
 
-Order of preference, per camera (image ``frame_id``) and image size:
+Order of preference, per camera (image ``frame_id``, a file, a bag topic) and image size:
 
-1. a valid CameraInfo of the image's size (``source = "camera_info"``);
+0. intrinsics given by the user (``depth-ros --fx/--hfov``; ``source = "given"``);
+1. a valid CameraInfo of the image's size, matched to the image by ``frame_id`` and stamp
+   (``CameraInfoTracker``; ``source = "camera_info"``);
 2. the focal length estimated by Depth Pro's FOV network: the depth model's own estimate when the model
    estimates focal lengths (``"model"``, i.e. Depth Pro), else a separate Depth Pro estimator
    (``"estimated"``). Estimates of the first ``samples`` frames are combined as a running median and
@@ -14,27 +16,44 @@ source for a camera is announced once through ``log(level, text)`` with the reas
 """
 from __future__ import annotations
 
-import math
+import bisect
+import re
 from dataclasses import dataclass, field
 from typing import Callable, Dict, List, Optional, Tuple
 
 import numpy as np
 
-from depth_ros.node.diagnostics import problem_key
+from depth_ros.core.camera import CameraInfoError, PinholeCamera, focal_from_hfov, hfov_from_focal
 
-CAMERA_INFO, MODEL, ESTIMATED, FALLBACK = "camera_info", "model", "estimated", "fallback_hfov"
+GIVEN, CAMERA_INFO, MODEL, ESTIMATED, FALLBACK = "given", "camera_info", "model", "estimated", "fallback_hfov"
 
 # CameraInfo states (computed by the node from the newest CameraInfo message).
 INFO_OK, INFO_MISSING, INFO_UNCALIBRATED, INFO_INVALID = "ok", "missing", "uncalibrated", "invalid"
 
 
-class IntrinsicsUnavailable(Exception):
-    """This frame cannot be projected; the message says why (the frame is skipped)."""
+class FrameSkipped(Exception):
+    """A frame gives no output; the message says why. ``key`` throttles repeats of the same problem,
+    ``waiting`` marks the frames skipped while waiting for CameraInfo, ``cause`` is the exception (if any)
+    that caused it."""
 
-    def __init__(self, text: str, key: str = "intrinsics", waiting: bool = False):
+    def __init__(self, text: str, key: str = "frame", waiting: bool = False,
+                 cause: Optional[BaseException] = None):
         super().__init__(text)
         self.key = key
         self.waiting = waiting
+        self.cause = cause
+
+
+class IntrinsicsUnavailable(FrameSkipped):
+    """This frame cannot be projected; the message says why (the frame is skipped)."""
+
+    def __init__(self, text: str, key: str = "intrinsics", waiting: bool = False):
+        super().__init__(text, key, waiting)
+
+
+def problem_key(text: str) -> str:
+    """A throttling key for a problem text: numbers removed, so repeats of one problem share it."""
+    return re.sub(r"[-+]?\d[\d.e+-]*|nan|inf", "#", text)[:80]
 
 
 @dataclass
@@ -42,6 +61,68 @@ class InfoStatus:
     state: str
     camera: object = None  # PinholeCamera at the image size when state == INFO_OK
     problem: str = ""
+
+
+def info_status(result, width: int, height: int) -> InfoStatus:
+    """The state of a converted CameraInfo for an image of ``width x height``.
+
+    ``result``: what ``msgs.camera_from_info_msg`` gave (a PinholeCamera; None = uncalibrated; an
+    exception = malformed), or the ``InfoStatus`` a ``CameraInfoTracker`` already decided.
+    """
+    if isinstance(result, InfoStatus):
+        return result
+    if isinstance(result, Exception):
+        return InfoStatus(INFO_INVALID, problem=f"invalid CameraInfo: {result}")
+    if result is None:
+        return InfoStatus(INFO_UNCALIBRATED, problem="CameraInfo is uncalibrated (K[0] == 0)")
+    if (result.width, result.height) != (width, height):
+        return InfoStatus(INFO_INVALID, problem=f"CameraInfo size {result.width}x{result.height} differs "
+                                                f"from the image size {width}x{height}")
+    return InfoStatus(INFO_OK, camera=result)
+
+
+class CameraInfoTracker:
+    """CameraInfo per ``frame_id``, paired with images the way image_transport's camera subscriber does.
+
+    ``add`` stores a converted CameraInfo (camera, None = uncalibrated, or the conversion error) by
+    ``frame_id`` and header stamp; ``status`` gives an image its CameraInfo: the one with the same
+    stamp, else the newest at or before the image's stamp, else the oldest after it. CameraInfo of
+    another ``frame_id`` is never used: an image whose frame has none while other frames have some is a
+    mismatch (INFO_INVALID, named). ``keep`` bounds the stamps stored per frame (None: unbounded, for
+    bags read in full).
+    """
+
+    def __init__(self, keep: Optional[int] = 32):
+        self.keep = keep
+        self._by_frame: Dict[str, Tuple[List[int], List[object]]] = {}
+
+    def add(self, frame_id: str, stamp_ns: int, result) -> None:
+        stamps, results = self._by_frame.setdefault(frame_id, ([], []))
+        i = bisect.bisect_left(stamps, stamp_ns)
+        if i < len(stamps) and stamps[i] == stamp_ns:
+            results[i] = result
+        else:
+            stamps.insert(i, stamp_ns)
+            results.insert(i, result)
+        if self.keep is not None and len(stamps) > self.keep:
+            del stamps[0], results[0]
+
+    @property
+    def empty(self) -> bool:
+        return not self._by_frame
+
+    def status(self, frame_id: str, stamp_ns: int, width: int, height: int, missing: str) -> InfoStatus:
+        entry = self._by_frame.get(frame_id)
+        if entry is None:
+            if not self._by_frame:
+                return InfoStatus(INFO_MISSING, problem=missing)
+            others = ", ".join(f"'{f}'" for f in sorted(self._by_frame)[:3])
+            return InfoStatus(INFO_INVALID, problem=f"CameraInfo frame_id {others} does not match the image "
+                                                    f"frame_id '{frame_id}'")
+        stamps, results = entry
+        i = bisect.bisect_right(stamps, stamp_ns)
+        result = results[i - 1] if i > 0 else results[0]
+        return info_status(result, width, height)
 
 
 @dataclass
@@ -65,22 +146,47 @@ class _Track:
         return float(np.median(np.asarray(self.samples, dtype=np.float64)))
 
 
-def camera_from_focal(width: int, height: int, f_px: float):
+def camera_from_focal(width: int, height: int, f_px: float) -> PinholeCamera:
     """Square pixels, principal point at the image centre."""
-    from depth_ros.core.camera import PinholeCamera
-
-    maker = getattr(PinholeCamera, "from_focal", None)
-    if maker is not None:
-        return maker(width, height, f_px)
-    return PinholeCamera(width=width, height=height, fx=f_px, fy=f_px, cx=width / 2.0, cy=height / 2.0)
+    return PinholeCamera.from_focal(width, height, f_px)
 
 
-def focal_from_hfov(width: int, hfov_deg: float) -> float:
-    return 0.5 * width / math.tan(math.radians(hfov_deg) / 2.0)
+@dataclass(frozen=True)
+class GivenIntrinsics:
+    """Intrinsics the user gave: ``fx`` (with optional ``fy``, ``cx``, ``cy``) or ``hfov_deg``."""
 
+    fx: Optional[float] = None
+    fy: Optional[float] = None
+    cx: Optional[float] = None
+    cy: Optional[float] = None
+    hfov_deg: Optional[float] = None
 
-def hfov_from_focal(width: int, f_px: float) -> float:
-    return math.degrees(2.0 * math.atan(0.5 * width / f_px))
+    def __post_init__(self):
+        if (self.fy is not None or self.cx is not None or self.cy is not None) and self.fx is None:
+            raise ValueError("fy/cx/cy need fx as well")
+        if self.fx is not None and self.hfov_deg is not None:
+            raise ValueError("give either fx (with fy/cx/cy) or hfov, not both")
+        if self.fx is not None and not (np.isfinite(self.fx) and self.fx > 0):
+            raise ValueError(f"fx must be a positive focal length in pixels, got {self.fx}")
+        if self.hfov_deg is not None and not (0 < self.hfov_deg < 180):
+            raise ValueError(f"hfov must be in (0, 180) degrees, got {self.hfov_deg}")
+
+    @property
+    def given(self) -> bool:
+        return self.fx is not None or self.hfov_deg is not None
+
+    def camera(self, width: int, height: int) -> PinholeCamera:
+        try:
+            if self.fx is not None:
+                return PinholeCamera.from_focal(width, height, self.fx, fy=self.fy, cx=self.cx, cy=self.cy)
+            return PinholeCamera.from_hfov(width, height, self.hfov_deg)
+        except CameraInfoError as exc:
+            raise IntrinsicsUnavailable(f"the given intrinsics are unusable for a {width}x{height} image: {exc}",
+                                        key="given") from None
+
+    @property
+    def reason(self) -> str:
+        return f"given: fx={self.fx:g}" if self.fx is not None else f"given: hfov={self.hfov_deg:g} deg"
 
 
 class IntrinsicsResolver:
@@ -89,7 +195,8 @@ class IntrinsicsResolver:
     def __init__(self, *, samples: int = 5, fallback_hfov_deg: float = 60.0, invalid_policy: str = "skip",
                  timeout_s: float = 2.0, model_estimates_focal: bool = False,
                  estimator_factory: Optional[Callable[[], Callable[[np.ndarray], float]]] = None,
-                 log: Optional[Callable[[str, str], None]] = None):
+                 log: Optional[Callable[[str, str], None]] = None, given: Optional[GivenIntrinsics] = None):
+        self.given = given if given is not None and given.given else None
         self.samples = max(1, int(samples))
         self.fallback_hfov_deg = float(fallback_hfov_deg)
         self.invalid_policy = invalid_policy
@@ -113,6 +220,9 @@ class IntrinsicsResolver:
         Raises ``IntrinsicsUnavailable`` when the frame must be skipped.
         """
         key = (frame_id, int(width), int(height))
+        if self.given is not None:
+            cam = self.given.camera(int(width), int(height))
+            return self._use(Plan(key, GIVEN, self.given.reason, cam), cam.fx)
         if info.state == INFO_OK:
             self._waiting_announced = False
             return self._use(Plan(key, CAMERA_INFO, "valid CameraInfo", info.camera), info.camera.fx)
@@ -147,6 +257,16 @@ class IntrinsicsResolver:
         cam = camera_from_focal(w, h, float(focal_px))
         self._use(plan, float(focal_px))
         return cam
+
+    def check_available(self) -> None:
+        """Raise ``IntrinsicsUnavailable`` at once when a frame without CameraInfo could get no intrinsics
+        (nothing given, the model does not estimate, no estimator can be loaded, no fallback)."""
+        if self.given is not None or self.model_estimates_focal or self.fallback_hfov_deg > 0:
+            return
+        if self._get_estimator() is None:
+            raise IntrinsicsUnavailable(f"no intrinsics: none given, and the focal estimator is unavailable "
+                                        f"({self.estimator_error}) while fallback_hfov_deg is 0",
+                                        key="no_intrinsics")
 
     def reset(self) -> None:
         self._tracks.clear()
@@ -215,12 +335,13 @@ class IntrinsicsResolver:
         self.current = {"source": plan.source, "reason": plan.reason, "focal_px": float(focal_px)}
         if self._announced.get(plan.key) != (plan.source, plan.reason):
             self._announced[plan.key] = (plan.source, plan.reason)
-            what = {CAMERA_INFO: "using the CameraInfo intrinsics",
+            what = {GIVEN: "using the given intrinsics",
+                    CAMERA_INFO: "using the CameraInfo intrinsics",
                     MODEL: "using Depth Pro's own focal-length estimate (running median, then frozen)",
                     ESTIMATED: "using the focal length estimated by Depth Pro's FOV network "
                                "(running median, then frozen)",
                     FALLBACK: f"using fallback_hfov_deg={self.fallback_hfov_deg:g}"}[plan.source]
             level = "warn" if plan.source == FALLBACK else "info"
-            why = "" if plan.source == CAMERA_INFO else f" because {plan.reason}"
+            why = "" if plan.source in (CAMERA_INFO, GIVEN) else f" because {plan.reason}"
             self._log(level, f"camera '{frame_id}' {w}x{h}: {what}{why}")
         return plan

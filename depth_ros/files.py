@@ -25,7 +25,7 @@ def write_rgb_png(path, rgb: np.ndarray) -> None:
 
 
 def write_depth_png(path, depth_m: np.ndarray) -> None:
-    """16-bit PNG in millimetres (0 = invalid, saturates at 65.535 m), REP 118 16UC1 convention."""
+    """16-bit PNG in millimetres, REP 118 16UC1 convention (0 = invalid, also beyond 65.535 m)."""
     if not _cv2().imwrite(str(path), depth_to_mm16(depth_m)):
         raise OSError(f"cannot write '{path}'")
 

@@ -1,0 +1,208 @@
+"""The frame step shared by ``depth_node``, ``depth-ros infer`` and ``depth-ros bag`` (ROS-free).
+
+RGB (+ the camera's CameraInfo status) -> ``FrameResult``: metric depth with one validity rule,
+confidence, the camera at the output size, and on demand the cloud of the configured cloud mode and
+the colorized picture. Callers only decode their input and encode the result.
+"""
+from __future__ import annotations
+
+import dataclasses
+import time
+from dataclasses import dataclass, field
+from functools import cached_property
+from typing import Any, Dict, List, Mapping, Optional, Tuple
+
+import numpy as np
+
+from depth_ros.core.camera import PinholeCamera
+from depth_ros.core.cloud import PackedCloud, backproject, depth_to_cloud, pack_cloud, voxel_filter
+from depth_ros.core.colormap import colorize_depth
+from depth_ros.pipeline.intrinsics import CAMERA_INFO, FrameSkipped, InfoStatus, IntrinsicsResolver, problem_key
+
+CLOUD_MODES = ("organized", "stride", "voxel")
+
+
+@dataclass(frozen=True)
+class PipelineConfig:
+    """Per-frame settings (the node's parameters of the same names; the CLI's options)."""
+
+    output_width: int = 0            #: resize the image to this width before inference (0 = keep)
+    min_range: float = 0.1           #: depth below this (m) is invalid
+    max_range: float = 80.0          #: depth above this (m) is invalid
+    min_confidence: float = 0.0      #: cloud points below this confidence are dropped
+    cloud_mode: str = "organized"    #: organized (H x W, NaN holes) | stride (1 x N dense) | voxel
+    cloud_stride: int = 4
+    cloud_color: bool = True
+    cloud_confidence: bool = False
+    voxel_size: float = 0.05
+    outlier_nb: int = 0
+    outlier_std: float = 2.0
+    colorize_min_depth: float = 0.0  #: 0 = per-frame robust minimum
+    colorize_max_depth: float = 0.0  #: 0 = per-frame robust maximum
+
+    def __post_init__(self):
+        if self.cloud_mode not in CLOUD_MODES:
+            raise ValueError(f"cloud_mode must be one of {', '.join(CLOUD_MODES)}, got '{self.cloud_mode}'")
+        if not self.min_range < self.max_range:
+            raise ValueError(f"min_range ({self.min_range}) must be below max_range ({self.max_range})")
+
+    @classmethod
+    def from_mapping(cls, values: Mapping[str, Any]) -> "PipelineConfig":
+        """The fields of ``values`` (e.g. the node's parameter dict) that name a setting here."""
+        return cls(**{f.name: values[f.name] for f in dataclasses.fields(cls) if f.name in values})
+
+
+def valid_depth(depth: np.ndarray, min_range: float, max_range: float) -> np.ndarray:
+    """The validity rule of every output: finite, > 0 and within [min_range, max_range]; else NaN."""
+    d = np.asarray(depth, dtype=np.float32)
+    with np.errstate(invalid="ignore"):
+        ok = (d > 0) & (d >= min_range) & (d <= max_range)  # NaN compares False; +inf > max_range
+    return np.where(ok, d, np.float32(np.nan))
+
+
+def _as_image(a, name: str) -> np.ndarray:
+    a = np.asarray(a, dtype=np.float32)
+    if a.ndim == 3 and a.shape[2] == 1:
+        a = a[:, :, 0]
+    return a
+
+
+@dataclass
+class FrameResult:
+    """One frame's outputs, all at the output size (``rgb.shape[:2]``)."""
+
+    raw_depth: np.ndarray              #: the model's metric depth (float32), before the validity rule
+    confidence: Optional[np.ndarray]   #: float32 in [0, 1] or None
+    camera: PinholeCamera              #: intrinsics of the outputs
+    rgb: np.ndarray                    #: the image the network saw (output size)
+    config: PipelineConfig
+    source: str                        #: where the intrinsics came from (pipeline.intrinsics sources)
+    reason: str
+    domain: Optional[str] = None
+    domain_confidence: Optional[float] = None
+    #: seconds: resize, intrinsics, inference, inference_cpu (thread CPU time), estimator (a focal network)
+    timings: Dict[str, float] = field(default_factory=dict)
+    warnings: List[Tuple[str, str]] = field(default_factory=list)  #: (key, text), to be said once per key
+
+    @cached_property
+    def depth(self) -> np.ndarray:
+        """float32 metres, NaN where invalid (``valid_depth``): what depth/image publishes."""
+        return valid_depth(self.raw_depth, self.config.min_range, self.config.max_range)
+
+    def cloud(self) -> PackedCloud:
+        """The cloud of ``config.cloud_mode`` in depth_image_proc's layout."""
+        cfg = self.config
+        depth, conf = self.raw_depth, self.confidence
+        color = self.rgb if cfg.cloud_color else None
+        conf_field = conf if cfg.cloud_confidence else None
+        if conf is not None and cfg.min_confidence > 0:
+            with np.errstate(invalid="ignore"):
+                depth = np.where(conf >= cfg.min_confidence, depth, np.float32(np.nan))
+        lo, hi = cfg.min_range, cfg.max_range
+        if cfg.cloud_mode in ("organized", "stride"):
+            stride = cfg.cloud_stride if cfg.cloud_mode == "stride" else 1
+            # organized: H x W with NaN holes (depth_image_proc); stride: every stride-th pixel,
+            # 1 x N without the invalid points (is_dense), for costmaps
+            return depth_to_cloud(depth, self.camera, rgb=color, confidence=conf_field, min_range=lo,
+                                  max_range=hi, stride=stride, remove_invalid=(cfg.cloud_mode == "stride"))
+        points = backproject(depth, self.camera, lo, hi)
+        pts, col, cf = voxel_filter(points, cfg.voxel_size, rgb=color, confidence=conf_field,
+                                    outlier_nb=cfg.outlier_nb, outlier_std=cfg.outlier_std)
+        return pack_cloud(pts, rgb=col, confidence=cf, organized=False)
+
+    def colorized(self) -> np.ndarray:
+        cfg = self.config
+        return colorize_depth(self.depth, min_depth=cfg.colorize_min_depth or None,
+                              max_depth=cfg.colorize_max_depth or None)
+
+
+def cloud_points(cloud: PackedCloud) -> Tuple[np.ndarray, Optional[np.ndarray]]:
+    """(N x 3 float32 finite points, N x 3 uint8 RGB or None) of a packed cloud (for PLY files)."""
+    s = cloud.as_structured().reshape(-1)
+    pts = np.stack([s["x"], s["y"], s["z"]], axis=1).astype(np.float32)
+    ok = np.isfinite(pts).all(axis=1)
+    rgb = None
+    if "rgb" in s.dtype.names:
+        v = np.ascontiguousarray(s["rgb"]).view(np.uint32)[ok]
+        rgb = np.stack([(v >> 16) & 255, (v >> 8) & 255, v & 255], axis=1).astype(np.uint8)
+    return pts[ok], rgb
+
+
+class FrameProcessor:
+    """Runs the frame step for one model; per-camera state (intrinsics tracks) lives in ``resolver``.
+
+    ``config`` may be replaced between frames (the node's dynamic parameters).
+    """
+
+    def __init__(self, model, config: PipelineConfig, resolver: IntrinsicsResolver):
+        self.model = model
+        self.config = config
+        self.resolver = resolver
+
+    def resize(self, rgb: np.ndarray, config: Optional[PipelineConfig] = None) -> np.ndarray:
+        """The image at the output size (``output_width``, aspect kept)."""
+        cfg = config or self.config
+        h, w = rgb.shape[:2]
+        out_w = cfg.output_width or w
+        if out_w == w:
+            return rgb
+        import cv2
+
+        out_h = max(1, int(round(h * out_w / w)))
+        return cv2.resize(rgb, (out_w, out_h), interpolation=cv2.INTER_AREA if out_w < w else cv2.INTER_LINEAR)
+
+    def process(self, rgb: np.ndarray, frame_id: str, info: InfoStatus, waited_s: float = float("inf"),
+                reference: Optional[np.ndarray] = None) -> FrameResult:
+        """One frame. ``rgb``: H x W x 3 uint8 at the input size; ``info``: its CameraInfo status;
+        ``waited_s``: time since the first image (for the CameraInfo timeout; offline: inf);
+        ``reference``: metric depth of the same frame for models that align to one.
+
+        Raises ``FrameSkipped`` (with a one-line reason) when the frame gives no output.
+        """
+        cfg = self.config  # read once: the node may replace it from another thread
+        t0 = time.perf_counter()
+        if rgb.ndim != 3 or rgb.shape[2] != 3 or rgb.shape[0] == 0 or rgb.shape[1] == 0:
+            raise FrameSkipped(f"empty or non-RGB image of shape {rgb.shape}", key="image:shape")
+        h, w = rgb.shape[:2]
+        rgb_p = self.resize(rgb, cfg)
+        out_h, out_w = rgb_p.shape[:2]
+        t1 = time.perf_counter()
+        plan = self.resolver.plan(frame_id, w, h, info, waited_s, rgb_p)
+        f_px = plan.camera.scaled(out_w, out_h).fx if plan.camera is not None else None
+        t2 = time.perf_counter()
+        caps = self.model.capabilities
+        kwargs = {}
+        if caps.metric_reference and reference is not None:
+            kwargs["reference"] = reference
+        c2 = time.thread_time()
+        try:
+            pred = self.model.infer(rgb_p, f_px=f_px, **kwargs)
+        except Exception as exc:
+            raise FrameSkipped(f"inference failed: {type(exc).__name__}: {exc}",
+                               key="model:" + type(exc).__name__, cause=exc) from None
+        t3 = time.perf_counter()
+        c3 = time.thread_time()
+        depth = _as_image(pred.depth, "depth")
+        if depth.shape != (out_h, out_w):
+            raise FrameSkipped(f"the model returned depth of shape {depth.shape}, expected {(out_h, out_w)}",
+                               key="model:shape")
+        camera_in = plan.camera
+        if camera_in is None:  # the model estimated the focal length of this frame itself
+            focal = pred.focal_px * w / out_w if pred.focal_px is not None else None
+            camera_in = self.resolver.add_model_sample(plan, focal)
+        warnings: List[Tuple[str, str]] = []
+        confidence = None
+        if pred.confidence is not None:
+            confidence = _as_image(pred.confidence, "confidence")
+            if confidence.shape != depth.shape:
+                confidence = None
+                warnings.append(("conf_shape", "the model's confidence has the wrong shape "
+                                 f"{np.shape(pred.confidence)}; no confidence is output"))
+        timings = {"resize": t1 - t0, "intrinsics": t2 - t1, "inference": t3 - t2, "inference_cpu": c3 - c2,
+                   "estimator": (t2 - t1) if plan.source != CAMERA_INFO else 0.0}
+        return FrameResult(depth, confidence, camera_in.scaled(out_w, out_h), rgb_p, cfg, plan.source,
+                           plan.reason, pred.domain, pred.domain_confidence, timings, warnings)
+
+
+__all__ = ["CLOUD_MODES", "FrameProcessor", "FrameResult", "FrameSkipped", "PipelineConfig", "cloud_points",
+           "problem_key", "valid_depth"]
