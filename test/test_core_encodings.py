@@ -261,11 +261,13 @@ def test_decode_compressed_errors():
 # -------------------------------------------------------------------- mm16
 
 def test_depth_to_mm16():
-    d = np.array([np.nan, np.inf, -np.inf, -1.0, 0.0, 0.0004, 0.0006, 1.2344, 2.5006, 65.5, 70.0])
-    assert depth_to_mm16(d).tolist() == [0, 0, 0, 0, 0, 0, 1, 1234, 2501, 65500, 65535]
+    # beyond 65.535 m the depth does not fit: 0 (invalid), never a clipped nearer distance
+    d = np.array([np.nan, np.inf, -np.inf, -1.0, 0.0, 0.0004, 0.0006, 1.2344, 2.5006, 65.5, 65.535, 70.0])
+    want = [0, 0, 0, 0, 0, 0, 1, 1234, 2501, 65500, 65535, 0]
+    assert depth_to_mm16(d).tolist() == want
     out = depth_to_mm16(d.astype(np.float32).reshape(1, -1))
     assert out.dtype == np.uint16 and out.shape == (1, d.size)
-    assert out.tolist()[0] == [0, 0, 0, 0, 0, 0, 1, 1234, 2501, 65500, 65535]
+    assert out.tolist()[0] == want
 
 
 # ------------------------------------------------- compressed: size limit before decoding (issue 10)
@@ -433,3 +435,17 @@ def test_truncated_payloads_are_image_encoding_errors():
         for cut in (len(data) // 2, len(data) - 3):
             with pytest.raises(ImageEncodingError, match="could not decode compressed image"):
                 decode_compressed(data[:cut], ext[1:])
+
+
+def test_png_chunk_claiming_gigabytes_is_refused_before_decoding(monkeypatch):
+    # found by test/fuzz_inputs.py: a 2 kB PNG whose IDAT length field says 2.5 GB made OpenCV 4.13
+    # allocate 2.5 GB and spend seconds before failing
+    png = bytearray(_small(".png"))
+    assert png[37:41] == b"IDAT"
+    png[33:37] = struct.pack(">I", 2_533_361_955)
+    _forbid_imdecode(monkeypatch)
+    with pytest.raises(ImageEncodingError, match=r"PNG chunk 'IDAT' claims 2533361955 bytes, past the end of the "
+                                                 r"\d+-byte payload"):
+        decode_compressed(bytes(png), "png")
+    with pytest.raises(ImageEncodingError, match=r"PNG ends without an IEND chunk"):
+        decode_compressed(_small(".png")[:-12], "png")
