@@ -268,3 +268,16 @@ def test_flickering_network_is_seeded_and_has_the_step():
     noisy = odometry_stream([np.eye(4)] * 3, trans_noise=0.01, rot_noise_deg=0.1, seed=1)
     assert noisy[0] is None and not np.allclose(noisy[1], np.eye(4))
     as_motion(noisy[2])  # still a rigid motion
+
+
+def test_flickering_network_as_a_depth_model():
+    seq = make_sequence("pan", 3, PinholeCamera.from_hfov(32, 24, 70.0), rgb=True)
+    net = FlickeringNetwork(3, seed=2)
+    model = net.as_model(seq)
+    pred = model.infer(seq.rgb[1])
+    np.testing.assert_array_equal(pred.depth, net.predict(1, seq.depth[1]))
+    assert not model.capabilities.routes_domains
+    with pytest.raises(ValueError, match="not a frame"):
+        model.infer(np.zeros_like(seq.rgb[0]))
+    with pytest.raises(ValueError, match="without images"):
+        net.as_model(make_sequence("pan", 2, PinholeCamera.from_hfov(32, 24, 70.0)))
