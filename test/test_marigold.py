@@ -145,6 +145,10 @@ def test_reference_model_runs_on_the_frame(folder, model, rgb):
     assert out.focal_px == 500.0 and out.focal_source == "estimated" and m.estimate_focal(rgb) == 500.0
     out = m.infer(rgb, f_px=321.0)
     assert out.focal_px == 321.0 and out.focal_source == "given"
+    affine, _ = model.predict_affine(rgb)
+    out = m.infer(rgb, reference=2.0 * affine + 1.0)                # given reference wins; focal still estimated
+    assert out.extras["reference_source"] == "given" and out.extras["scale"] == pytest.approx(2.0, rel=1e-4)
+    assert out.focal_px == 500.0 and out.focal_source == "estimated"
 
 
 def test_ensemble_confidence_from_uncertainty(folder, rgb):

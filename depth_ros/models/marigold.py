@@ -60,8 +60,9 @@ smoothing_window       median window in frames (default 5)
 
 ``infer(rgb, f_px=None, reference=None)``: ``reference`` is an H x W float metric depth image of the same
 frame (metres; NaN, 0 or out-of-range = unknown): sparse LiDAR points projected into the image, a registered
-depth camera. When it is given the reference model is not run; otherwise the reference model runs on
-``rgb`` (with ``f_px``; its focal estimate is passed through when it estimates focal). The result carries
+depth camera. When it is given the reference model is not run (except its ``estimate_focal`` when it estimates
+focal and ``f_px`` is None); otherwise the reference model runs on ``rgb`` (with ``f_px``; its focal estimate
+is passed through when it estimates focal). The result carries
 ``extras``: ``scale``, ``shift`` (the values applied, after smoothing), ``alignment`` (the raw
 ``AlignResult``: ok, cause, reason, inliers, residual, ...), ``space``, ``reference_source`` (``given`` or
 the reference model's name) and ``fallback`` (True when the depth is the reference's, see
@@ -335,7 +336,10 @@ class Marigold(DepthModel):
         opts = _options(config)
         DepthModel.__init__(self, None, device, dtype)
         pipe.set_progress_bar_config(disable=True)
-        self._setup(pipe.to(self.device, self.dtype), opts)
+        pipe.to(self.device)
+        if pipe.dtype != self.dtype:
+            pipe.to(dtype=self.dtype)
+        self._setup(pipe, opts)
         return self
 
     def _setup(self, pipe, opts: Dict[str, Any]) -> None:
@@ -431,8 +435,12 @@ class Marigold(DepthModel):
         ref, ref_pred, source = self._reference(rgb, focal, reference)
         affine, unc = self.predict_affine(rgb)
         fit = self._align(affine, ref)
-        focal_px = ref_pred.focal_px if ref_pred is not None else None
-        focal_source = ref_pred.focal_source if ref_pred is not None else None
+        if ref_pred is not None:
+            focal_px, focal_source = ref_pred.focal_px, ref_pred.focal_source
+        elif self.capabilities.estimates_focal:   # reference given: the reference model only for the focal
+            focal_px, focal_source = (focal, "given") if focal is not None else (self.estimate_focal(rgb), "estimated")
+        else:
+            focal_px = focal_source = None
         extras: Dict[str, Any] = {"alignment": fit, "space": self.space, "reference_source": source}
         if not fit.ok:
             if self.on_fit_failure == "skip":
