@@ -27,10 +27,11 @@ import numpy as np
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
-from depth_ros.core import PinholeCamera, backproject, depth_to_cloud, pack_cloud  # noqa: E402
-from depth_ros.msgs import cloud_msg  # noqa: E402
 from sensor_msgs.msg import PointCloud2, PointField  # noqa: E402
 from std_msgs.msg import Header  # noqa: E402
+
+from depth_ros.core import PinholeCamera, backproject, depth_to_cloud, pack_cloud  # noqa: E402
+from depth_ros.msgs import cloud_msg  # noqa: E402
 
 
 def median_ms(fn, repeats):

@@ -29,8 +29,6 @@ sys.path.insert(0, str(REPO))
 
 import ros_utils as ru  # noqa: E402
 
-from depth_ros.pipeline.outputs import OUTPUT_TOPICS  # noqa: E402
-
 
 def _percentiles(values):
     import numpy as np
@@ -137,7 +135,7 @@ def main(argv=None) -> int:
 
     if not args.no_tune_malloc:
         # this process receives the clouds in a background thread: same glibc page-fault issue as the node
-        from depth_ros.node.node import tune_malloc
+        from depth_ros.node.process import tune_malloc
 
         tune_malloc()
     results = []

@@ -22,7 +22,6 @@ ambiguous scene (evidence 0: false switches per 1000 frames) and on indoor -> ou
 from __future__ import annotations
 
 import argparse
-import math
 import sys
 import time
 from pathlib import Path

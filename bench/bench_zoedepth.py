@@ -100,7 +100,7 @@ def cpu_part(backbones, repeats: int) -> None:
         print(f"    outputs: depth {d_ref.min().item():.2f}..{d_ref.max().item():.2f} m "
               f"(std {d_ref.std().item():.2f}), "
               f"max rel diff depth {rel.item():.1e}, domain_logits {rel_l.item():.1e}")
-        del hf, ours
+        hf = ours = None  # free the memory before the next size
 
 
 def cuda_part(iters: int, compile_mode: str, device: str = "cuda", backbone: str = "beitl16_384") -> None:
@@ -144,7 +144,7 @@ def cuda_part(iters: int, compile_mode: str, device: str = "cuda", backbone: str
         bench(lambda: model.net(x), label)
         if dtype == "bfloat16":
             bench(lambda: model.infer(rgb), f"{label} infer({frame[0]}x{frame[1]} uint8)")
-        del model
+        model = None  # free the memory before the next mode
         if cuda:
             torch.cuda.empty_cache()
     hf = hf.to(dev)

@@ -61,8 +61,9 @@ def _actions(context, params_file):
 
 def depth_launch_description(params_file):
     """The LaunchDescription of a depth_ros launch file; ``params_file``: a file name in ``config/``."""
-    from launch import LaunchDescription
     from launch.actions import DeclareLaunchArgument, OpaqueFunction
+
+    from launch import LaunchDescription
 
     return LaunchDescription([
         DeclareLaunchArgument("image", default_value="/camera/image_raw",

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import array as _array
 import importlib
-from typing import Any, Optional, Tuple
+from typing import Optional, Tuple
 
 import numpy as np
 

@@ -6,4 +6,4 @@ cd "$root"
 bash scripts/setup_env.sh
 export DEPTH_ROS_OFFLINE="${DEPTH_ROS_OFFLINE:-1}"
 export ROS_AUTOMATIC_DISCOVERY_RANGE=LOCALHOST
-exec "$root/.venv/bin/python" -m pytest -q -p no:cacheprovider "$@" test
+exec "$root/.venv/bin/python" -m pytest -q -rs -p no:cacheprovider "$@" test

@@ -27,11 +27,13 @@ class ConstantDepthModel(DepthModel):
     #: every instance, so that in-process tests can find the one a node built
     instances: list = []
 
-    def __init__(self, weights=None, device="cpu", dtype="float32", depth=2.0, ramp=0.0, delay=0.0,
+    def __init__(self, weights=None, device="cpu", dtype="float32", depth=2.0, ramp=0.0, delay=0.0, load_delay=0.0,
                  confidence=True, domain_name="indoor", domain_confidence=0.75, **extra):
         self.weights, self.device, self.dtype = weights, device, dtype
         self.depth, self.ramp, self.delay = float(depth), float(ramp), float(delay)
         self.with_confidence = bool(confidence)
+        if load_delay:  # like loading weights
+            time.sleep(float(load_delay))
         self.capabilities = dataclasses.replace(type(self).capabilities, confidence=self.with_confidence)
         self.domain_name, self.domain_conf = domain_name, float(domain_confidence)
         self.extra = extra
@@ -121,3 +123,27 @@ class DomainSwitchModel(ConstantDepthModel):
         if self._domain != "auto":
             pred.domain, pred.domain_confidence = self._domain, 1.0
         return pred
+
+
+class EdgeCaseDepthModel(ConstantDepthModel):
+    """Depth a known function of the pixel and the image, with every edge case of the validity rule.
+
+    ``depth = 0.05 + 100 * (v * W + u) / (H * W) + rgb[..., 2] / 2550`` metres (0.05 ... ~100 m, so some
+    pixels are beyond 65.535 m and beyond max_range), then in row 0: ``-1``, ``0``, NaN, +inf, -inf,
+    70 m (valid in 32FC1, not representable in 16UC1), 65.5354 m (rounds to 65535 mm) and 65.5356 m.
+    Confidence is ``rgb[..., 0] / 255``.
+    """
+
+    name = "edge_case_depth"
+
+    def infer(self, rgb, f_px=None):
+        h, w = rgb.shape[:2]
+        with self._lock:
+            self.calls += 1
+        v, u = np.mgrid[0:h, 0:w]
+        d = (0.05 + 100.0 * (v * w + u) / (h * w) + rgb[..., 2] / 2550.0).astype(np.float32)
+        special = [-1.0, 0.0, np.nan, np.inf, -np.inf, 70.0, 65.5354, 65.5356]
+        d[0, : len(special)] = np.asarray(special, np.float32)[: w]
+        conf = (rgb[..., 0] / 255.0).astype(np.float32)
+        return DepthPrediction(depth=d, confidence=conf, focal_px=None if f_px is None else float(f_px),
+                               focal_source=None if f_px is None else "given")

@@ -255,12 +255,16 @@ class Proc:
     """A child process whose combined output goes to a temp file (no pipe can fill up)."""
 
     def __init__(self, cmd: Sequence[str], env: Optional[Dict[str, str]] = None, name: str = "proc",
-                 cwd: Optional[str] = None):
+                 cwd: Optional[str] = None, new_group: bool = False):
         self.name = name
         self.cmd = list(cmd)
         self._log = tempfile.NamedTemporaryFile(prefix=f"depth_ros_{name}_", suffix=".log", delete=False)
+        # new_group: its own process group, which signal_group() signals the way a terminal's Ctrl-C does
         self.popen = subprocess.Popen(self.cmd, stdout=self._log, stderr=subprocess.STDOUT, env=env,
-                                      cwd=cwd or str(REPO))
+                                      cwd=cwd or str(REPO), start_new_session=new_group)
+
+    def signal_group(self, sig) -> None:
+        os.killpg(os.getpgid(self.popen.pid), sig)
 
     def output(self) -> str:
         if not self._log.closed:
@@ -459,9 +463,9 @@ def image_msg(width: int, height: int, encoding: str = "rgb8", stamp=None, frame
               seed: int = 0):
     """A sensor_msgs/Image of ``pattern_image`` in ``encoding`` (rgb8, bgr8, mono8, ...)."""
     import numpy as np
+    from std_msgs.msg import Header
 
     from depth_ros import msgs
-    from std_msgs.msg import Header
 
     rgb = pattern_image(width, height, seed)
     if encoding == "rgb8":

@@ -6,8 +6,13 @@ import sys
 import numpy as np
 import pytest
 
-from depth_ros.core.align import (AlignResult, ScaleShiftSmoother, apply_scale_shift, fit_scale_shift,
-                                  valid_reference_mask)
+from depth_ros.core.align import (
+    AlignResult,
+    ScaleShiftSmoother,
+    apply_scale_shift,
+    fit_scale_shift,
+    valid_reference_mask,
+)
 
 S, T = 7.5, 0.8  # metres per unit of prediction, metres
 

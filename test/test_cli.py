@@ -10,11 +10,11 @@ import cv2
 import numpy as np
 import pytest
 
-from depth_ros import cli
 from depth_ros import bag as bagio
+from depth_ros import cli
 from depth_ros import msgs as M
-from depth_ros.files import MARKER_FILE, RANDOM_WEIGHTS_NOTE
 from depth_ros.demo.render import SAMPLE_STREAM_DIR, load_frames
+from depth_ros.files import MARKER_FILE, RANDOM_WEIGHTS_NOTE
 from depth_ros.models.base import DepthModel, DepthPrediction
 
 TINY_ZOE = ["--weights", "random", "--allow-random-weights", "--backbone", "test_tiny", "--device", "cpu"]

@@ -5,8 +5,14 @@ import math
 import numpy as np
 import pytest
 
-from depth_ros.core.camera import (MAX_FOV_DEG, MIN_FOV_DEG, CameraInfoError, PinholeCamera, camera_from_info,
-                                   focal_from_hfov)
+from depth_ros.core.camera import (
+    MAX_FOV_DEG,
+    MIN_FOV_DEG,
+    CameraInfoError,
+    PinholeCamera,
+    camera_from_info,
+    focal_from_hfov,
+)
 
 K = [500.0, 0.0, 320.0, 0.0, 510.0, 240.0, 0.0, 0.0, 1.0]
 P = [480.0, 0.0, 310.0, 0.0, 0.0, 490.0, 230.0, 0.0, 0.0, 0.0, 1.0, 0.0]

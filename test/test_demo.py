@@ -9,8 +9,8 @@ import cv2
 import numpy as np
 import pytest
 
-from depth_ros import cli, msgs
 from depth_ros import bag as bagio
+from depth_ros import cli, msgs
 from depth_ros import files as O
 from depth_ros.demo import run_demo
 from depth_ros.demo.recorder import format_summary

@@ -8,6 +8,7 @@ import pytest
 
 from depth_ros.node import params as P
 from depth_ros.node.diagnostics import ProblemLog, RateMeter, RollingStats
+from depth_ros.node.worker import LatestFrameWorker
 from depth_ros.pipeline.intrinsics import (
     CAMERA_INFO,
     ESTIMATED,
@@ -22,7 +23,6 @@ from depth_ros.pipeline.intrinsics import (
     IntrinsicsUnavailable,
     focal_from_hfov,
 )
-from depth_ros.node.worker import LatestFrameWorker
 
 
 # -- parameters -----------------------------------------------------------------------------------

@@ -6,15 +6,22 @@ import pytest
 
 from depth_ros.core.camera import PinholeCamera
 from depth_ros.demo.sequences import FlickeringNetwork, make_sequence, odometry_stream
-from depth_ros.pipeline.scale import (LogScaleFilter, ScaleStabilizer, as_motion, fit_log_scale,
-                                      fit_log_scale_static, relative_motion, warp_depth)
+from depth_ros.pipeline.scale import (
+    LogScaleFilter,
+    ScaleStabilizer,
+    as_motion,
+    fit_log_scale,
+    fit_log_scale_static,
+    relative_motion,
+    warp_depth,
+)
 
 CAM = PinholeCamera(41, 31, 20.0, 20.0, 20.0, 15.0)
 
 
-def _motion(rot=np.eye(3), t=(0.0, 0.0, 0.0)):
+def _motion(rot=None, t=(0.0, 0.0, 0.0)):
     m = np.eye(4)
-    m[:3, :3] = rot
+    m[:3, :3] = np.eye(3) if rot is None else rot
     m[:3, 3] = t
     return m
 

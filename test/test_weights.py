@@ -8,8 +8,7 @@ import torch
 
 from depth_ros.models import create_model, list_models
 from depth_ros.models.base import DepthPrediction, focal_to_float, resolve_dtype
-from depth_ros.models.weights import (WeightsError, WeightsSpec, download, load_state_dict, load_strict,
-                                      resolve_weights)
+from depth_ros.models.weights import WeightsError, WeightsSpec, download, load_state_dict, load_strict, resolve_weights
 
 
 @pytest.fixture()

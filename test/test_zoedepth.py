@@ -1,6 +1,5 @@
 """ZoeDepth: tiny random networks, checkpoint layout, routing, inference options (CPU, no real weights)."""
 import os
-import time
 
 import numpy as np
 import pytest
@@ -9,9 +8,7 @@ import torch
 from depth_ros.models import create_model
 from depth_ros.models.dpt_beit import relative_position_index
 from depth_ros.models.weights import WeightsError, load_strict
-from depth_ros.models.zoedepth import (WEIGHTS, ZoeDepthNet, bin_confidence, checkpoint_filter_fn, network_size)
-
-
+from depth_ros.models.zoedepth import WEIGHTS, ZoeDepthNet, bin_confidence, checkpoint_filter_fn, network_size
 
 pytestmark = pytest.mark.usefixtures("torch_one_thread")
 
@@ -250,12 +247,9 @@ def test_bin_confidence_peaked_beats_flat():
 # Tiny networks end to end
 # ---------------------------------------------------------------------------------------------
 @pytest.mark.parametrize("name,domain", [("zoedepth_nk", None), ("zoedepth_n", "indoor"), ("zoedepth_k", "outdoor")])
-def test_tiny_models_build_and_infer_fast(name, domain):
-    t0 = time.perf_counter()
+def test_tiny_models_build_and_infer(name, domain):
     model = create_model(name, weights="random", backbone="test_tiny", device="cpu")
     pred = model.infer(_rgb())
-    elapsed = time.perf_counter() - t0
-    assert elapsed < 5.0  # well under a second on an idle machine; generous for shared CI runners
     assert pred.depth.shape == (64, 96) and pred.depth.dtype == np.float32
     assert pred.confidence.shape == (64, 96) and pred.confidence.dtype == np.float32
     assert np.isfinite(pred.depth).all() and (pred.depth > 0).all()

@@ -147,6 +147,7 @@ def test_hf_unknown_key_is_reported(nk_pair):
 def test_hf_weights_through_the_model_api(nk_pair):
     """HF weights -> meta-device build + assign (no copy) -> the DepthModel wrapper."""
     import numpy as np
+
     from depth_ros.models.zoedepth import ZoeDepth, net_from_state_dict
     hf, ours = nk_pair
     net = net_from_state_dict(dict(hf.state_dict()), "nk", "test_tiny", source="HF")

@@ -11,8 +11,8 @@ from typing import Any, Callable, Dict, Optional
 
 from depth_ros.models.registry import BACKENDS, MODEL_NAMES
 from depth_ros.pipeline.frame import CLOUD_MODES, FrameProcessor, PipelineConfig
-from depth_ros.pipeline.intrinsics import GivenIntrinsics, IntrinsicsResolver, IntrinsicsUnavailable
-from depth_ros.pipeline.loading import ModelLoadError, focal_estimator_factory, load_model, one_line
+from depth_ros.pipeline.intrinsics import GivenIntrinsics, IntrinsicsUnavailable
+from depth_ros.pipeline.loading import ModelLoadError, load_model, make_resolver, one_line
 
 DEFAULTS = PipelineConfig()
 
@@ -128,12 +128,11 @@ def open_session(args, log: Callable[[str], None]) -> Session:
     def say(level: str, text: str) -> None:
         log(text if level == "info" else f"{level}: {text}")
 
-    resolver = IntrinsicsResolver(
-        samples=max(1, args.focal_samples), fallback_hfov_deg=args.fallback_hfov, invalid_policy=args.invalid_camera_info,
-        timeout_s=0.0, model_estimates_focal=model.capabilities.estimates_focal,
-        estimator_factory=focal_estimator_factory(model, focal_weights, args.device, args.precision,
-                                                  key_values(args.focal_arg, "--focal-arg"), log),
-        log=say, given=given)
+    settings = {"focal_samples": max(1, args.focal_samples), "fallback_hfov_deg": args.fallback_hfov,
+                "invalid_camera_info": args.invalid_camera_info, "camera_info_timeout": 0.0,
+                "focal_estimator": "depth_pro", "focal_estimator_weights": focal_weights, "device": args.device,
+                "precision": args.precision}
+    resolver = make_resolver(model, settings, key_values(args.focal_arg, "--focal-arg"), log=say, given=given)
     return Session(model, args.model, weights or "default", random, cfg, time.perf_counter() - t0,
                    FrameProcessor(model, config, resolver), log)
 

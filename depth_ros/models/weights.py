@@ -1,8 +1,8 @@
 """Finding, downloading and loading checkpoint files.
 
 Resolution order for ``resolve_weights``: an explicit path -> ``$DEPTH_ROS_WEIGHTS_DIR`` (a folder of
-checkpoints you manage) -> the local cache (``$DEPTH_ROS_CACHE`` or ``~/.cache/depth_ros``) -> a download from the official URL when allowed
-(``allow_download=True`` and ``DEPTH_ROS_OFFLINE`` unset). A download goes to a temporary file with a
+checkpoints you manage) -> the local cache (``$DEPTH_ROS_CACHE`` or ``~/.cache/depth_ros``) -> a download from
+the official URL when allowed (``allow_download=True`` and ``DEPTH_ROS_OFFLINE`` unset). A download goes to a temporary file with a
 progress bar, is checked against the announced length and a recorded sha256 where one is known, and is renamed into place
 atomically. Every failure raises ``WeightsError`` with one message that says what to do.
 """

@@ -6,7 +6,7 @@
 
 
 def main(argv=None) -> int:
-    from depth_ros.node.node import main as _main
+    from depth_ros.node.run import main as _main
 
     return _main(argv)
 

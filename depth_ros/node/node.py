@@ -7,39 +7,34 @@ are built by ``depth_ros.msgs``; parameters are specified in ``params`` and decl
 """
 from __future__ import annotations
 
-import sys
 import threading
 import time
 import traceback
 from typing import Any, List, Optional, Sequence
 
-import rclpy
 from diagnostic_msgs.msg import DiagnosticArray
-from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.node import Node
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
-from rclpy.signals import SignalHandlerOptions
 
 from depth_ros import msgs
 from depth_ros.core.camera import CameraInfoError
 from depth_ros.models.base import DepthModel, UserModel
 from depth_ros.node import diagnostics as diag
 from depth_ros.node import params as P
-from depth_ros.node.process import ShutdownSignals, tune_malloc
 from depth_ros.node.ros_params import StartupError, declare, updated
 from depth_ros.node.stats import FrameStats
 from depth_ros.node.worker import LatestFrameWorker
 from depth_ros.pipeline import outputs as O
 from depth_ros.pipeline.frame import FrameProcessor, FrameSkipped, PipelineConfig
 from depth_ros.pipeline.intrinsics import CameraInfoTracker, IntrinsicsResolver
-from depth_ros.pipeline.loading import ModelLoadError, focal_estimator_factory, load_model
+from depth_ros.pipeline.loading import ModelLoadError, load_model, make_resolver
 
 NODE_NAME = "depth_node"
 _LAZY_CHECK_PERIOD_S = 0.2
 _PROBLEM_WINDOW_S = 5.0
 _TOPIC_OF_KEY = {o.key: o.topic for o in O.OUTPUTS}
 
-__all__ = ["DepthNode", "NODE_NAME", "StartupError", "main"]
+__all__ = ["DepthNode", "NODE_NAME", "StartupError"]
 
 
 def _qos(reliability: str, depth: int) -> QoSProfile:
@@ -84,7 +79,8 @@ class DepthNode(Node):
         self._device = str(getattr(self.model, "device", v["device"]))
         self._apply_domain(v["domain"], startup=True)
         self._warmup()
-        self.processor = FrameProcessor(self.model, PipelineConfig.from_mapping(v), self._make_resolver())
+        self.processor = FrameProcessor(self.model, PipelineConfig.from_mapping(v), make_resolver(
+            self.model, v, self._kwargs("focal_estimator_config."), log=self._log_line))
         out_qos = _qos(v["qos_output_reliability"], v["qos_output_depth"])
         self._pubs = {o.topic: self.create_publisher(self._msg_class(o.msg_type), o.topic, out_qos)
                       for o in O.OUTPUTS}
@@ -134,21 +130,6 @@ class DepthNode(Node):
         if self._values["compile"]:
             kwargs.setdefault("compile", True)
         return kwargs
-
-    def _make_resolver(self) -> IntrinsicsResolver:
-        v = self._values
-        use_estimator = v["focal_estimator"] == "depth_pro"
-        resolver = IntrinsicsResolver(
-            samples=v["focal_samples"], fallback_hfov_deg=v["fallback_hfov_deg"],
-            invalid_policy=v["invalid_camera_info"], timeout_s=v["camera_info_timeout"],
-            model_estimates_focal=use_estimator and self.model.capabilities.estimates_focal,
-            estimator_factory=(focal_estimator_factory(self.model, v["focal_estimator_weights"], v["device"],
-                                                       v["precision"], self._kwargs("focal_estimator_config."),
-                                                       self.get_logger().info) if use_estimator else None),
-            log=self._log_line)
-        if not use_estimator:
-            resolver.estimator_error = "focal_estimator is 'none'"
-        return resolver
 
     def _warmup(self) -> None:
         w = self._values["output_width"] or 640
@@ -335,43 +316,3 @@ class DepthNode(Node):
     def destroy_node(self):
         self._teardown()
         return super().destroy_node()
-
-
-def main(argv: Optional[Sequence[str]] = None) -> int:
-    """Console script ``depth_node`` (ROS arguments: ``--ros-args -p ... -r ...``); exit 0 on SIGINT/SIGTERM."""
-    tune_malloc()
-    signals = ShutdownSignals().install()
-    try:
-        rclpy.init(args=list(sys.argv if argv is None else argv), signal_handler_options=SignalHandlerOptions.NO)
-    except KeyboardInterrupt:
-        return 0
-    except Exception as exc:
-        print(f"[depth_node] cannot initialise ROS: {exc}", file=sys.stderr)
-        return 2
-    node, code = None, 0
-    try:
-        node = DepthNode()
-    except StartupError as exc:
-        rclpy.logging.get_logger(NODE_NAME).fatal(str(exc))
-        code = 1
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass
-    signals.starting = False
-    if node is not None:
-        executor = SingleThreadedExecutor()
-        executor.add_node(node)
-        try:
-            while not signals.requested.is_set() and rclpy.ok():
-                executor.spin_once(timeout_sec=0.1)
-        except ExternalShutdownException:
-            pass
-        finally:
-            node.destroy_node()
-            executor.shutdown(timeout_sec=1.0)
-    if rclpy.ok():
-        rclpy.shutdown()
-    return code
-
-
-if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main())

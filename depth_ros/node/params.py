@@ -16,7 +16,7 @@ import re
 from dataclasses import dataclass
 from typing import Any, Callable, Dict, Iterable, List, Mapping, Optional, Tuple
 
-from depth_ros.models.registry import BACKENDS, MODEL_NAMES
+from depth_ros.models.registry import MODEL_NAMES
 from depth_ros.pipeline.frame import CLOUD_MODES, PipelineConfig
 
 #: Prefixes of pass-through (read-only, dynamically typed) parameters.

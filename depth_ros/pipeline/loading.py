@@ -48,3 +48,25 @@ def focal_estimator_factory(model, weights: Optional[str], device: str, precisio
         return est.estimate_focal
 
     return make
+
+
+def make_resolver(model, settings: Dict[str, Any], estimator_config: Optional[Dict[str, Any]] = None,
+                  log: Optional[Callable[[str, str], None]] = None, given=None):
+    """The intrinsics policy from the node's parameters (``focal_samples``, ``fallback_hfov_deg``,
+    ``invalid_camera_info``, ``camera_info_timeout``, ``focal_estimator``, ``focal_estimator_weights``,
+    ``device``, ``precision``)."""
+    from depth_ros.pipeline.intrinsics import IntrinsicsResolver
+
+    use_estimator = settings["focal_estimator"] == "depth_pro"
+    info = (lambda text: log("info", text)) if log is not None else None
+    resolver = IntrinsicsResolver(
+        samples=settings["focal_samples"], fallback_hfov_deg=settings["fallback_hfov_deg"],
+        invalid_policy=settings["invalid_camera_info"], timeout_s=settings["camera_info_timeout"],
+        model_estimates_focal=use_estimator and model.capabilities.estimates_focal,
+        estimator_factory=(focal_estimator_factory(model, settings["focal_estimator_weights"], settings["device"],
+                                                   settings["precision"], estimator_config, info)
+                           if use_estimator else None),
+        log=log, given=given)
+    if not use_estimator:
+        resolver.estimator_error = "focal_estimator is 'none'"
+    return resolver
