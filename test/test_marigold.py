@@ -14,8 +14,7 @@ diffusers = pytest.importorskip("diffusers")
 
 from depth_ros.models import create_model  # noqa: E402
 from depth_ros.models.base import Capabilities, DepthPrediction  # noqa: E402
-from depth_ros.models.marigold import (AlignmentError, Marigold, check_pipeline_folder,  # noqa: E402
-                                       save_random_pipeline)
+from depth_ros.models.marigold import AlignmentError, Marigold, check_pipeline_folder, save_random_pipeline  # noqa: E402
 from depth_ros.models.weights import WeightsError  # noqa: E402
 
 S, T = 6.0, 0.5

@@ -13,9 +13,10 @@ prs-eth/marigold-depth-v1-1 --local-dir FOLDER`` (or ``prs-eth/marigold-depth-lc
 ``model_index.json`` and the ``unet``, ``vae``, ``scheduler``, ``text_encoder`` and ``tokenizer`` subfolders.
 It is loaded with ``local_files_only=True`` (nothing is fetched); a missing or incomplete folder raises one
 ``WeightsError`` naming what is missing. An empty ``weights`` looks for ``marigold-depth-v1-1/`` in
-``$DEPTH_ROS_WEIGHTS_DIR``, then in the cache (``$DEPTH_ROS_CACHE`` or ``~/.cache/depth_ros``). There is no ``weights="random"``: an untrained diffusion pipeline
-has no meaningful output and no standard architecture config to build it from offline; tests and benchmarks
-save a tiny random pipeline with ``tiny_test_kwargs`` / ``save_random_pipeline`` and load that folder.
+``$DEPTH_ROS_WEIGHTS_DIR``, then in the cache (``$DEPTH_ROS_CACHE`` or ``~/.cache/depth_ros``).
+There is no ``weights="random"``: an untrained diffusion pipeline has no meaningful output and no standard
+architecture config to build it from offline; tests and benchmarks save a tiny random pipeline with
+``tiny_test_kwargs`` / ``save_random_pipeline`` and load that folder.
 Weights licence: OpenRAIL++-M (code of the official repo: Apache-2.0).
 
 Precision is ``dtype`` (the node's ``precision``): ``bfloat16`` is suggested on GPUs; ``float16`` warns
@@ -96,10 +97,23 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from depth_ros.core.align import (METHODS, SPACES, AlignResult, ScaleShiftSmoother, apply_scale_shift,
-                                  fit_scale_shift, valid_reference_mask)
-from depth_ros.models.base import (Capabilities, DepthModel, DepthPrediction, FocalLike, check_rgb, focal_to_float,
-                                   resolve_device, resolve_dtype)
+from depth_ros.core.align import (
+    METHODS,
+    SPACES,
+    AlignResult,
+    ScaleShiftSmoother,
+    apply_scale_shift,
+    fit_scale_shift,
+    valid_reference_mask,
+)
+from depth_ros.models.base import (
+    Capabilities,
+    DepthModel,
+    DepthPrediction,
+    FocalLike,
+    check_rgb,
+    focal_to_float,
+)
 from depth_ros.models.registry import create_model, register_model
 from depth_ros.models.weights import WeightsError, cache_dir
 
@@ -547,10 +561,10 @@ def build_random_pipeline(preset: str = "tiny", seed: int = 0, scheduler: str = 
     (84 M), the OpenCLIP-H text encoder (340 M); ~5 GB in float32; defaults 1 step at 768 px).
     scheduler: ``ddim`` (v1-1 style: v-prediction, trailing timesteps, zero terminal SNR) or ``lcm``.
     """
+    import tempfile
+
     from diffusers import AutoencoderKL, DDIMScheduler, LCMScheduler, MarigoldDepthPipeline, UNet2DConditionModel
     from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
-
-    import tempfile
 
     with tempfile.TemporaryDirectory() as tmp:
         tok_dir = Path(tmp)
