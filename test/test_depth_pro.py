@@ -47,7 +47,9 @@ def test_tiny_infer_contract(tiny, rgb):
     pred = tiny.infer(rgb)
     assert pred.depth.shape == (64, 96) and pred.depth.dtype == np.float32
     assert np.isfinite(pred.depth).all() and (pred.depth > 0).all()
-    assert pred.confidence is None and pred.domain is None
+    assert pred.domain is None
+    assert tiny.capabilities.confidence is True  # default confidence="flip" (test_flip_confidence_* below)
+    assert pred.confidence.shape == (64, 96) and pred.confidence.dtype == np.float32
     assert pred.focal_source == "estimated"
     assert isinstance(pred.focal_px, float) and math.isfinite(pred.focal_px) and pred.focal_px > 0
     f = tiny.estimate_focal(rgb)
@@ -356,3 +358,75 @@ def test_compile_matches_eager(tiny, rgb):
     m.net.load_state_dict(tiny.net.state_dict())
     np.testing.assert_allclose(m.infer(rgb).depth, tiny.infer(rgb).depth, rtol=1e-4)
     assert m.estimate_focal(rgb) == pytest.approx(tiny.estimate_focal(rgb), rel=1e-5)
+
+
+# -- confidence (issue 12) -----------------------------------------------------------------------
+def _old_infer_depth(m, rgb, f_px=None):
+    """``DepthPro.infer`` before confidence existed, step by step: the reference for bit-identity."""
+    h, w = rgb.shape[:2]
+    x = m.preprocess(rgb)
+    with torch.inference_mode():
+        canonical, fov_deg = m.net(x, compute_fov=f_px is None)
+        focal = fov_to_focal(fov_deg, w) if f_px is None else float(f_px)
+        inverse = canonical.float() * (w / focal)
+        inverse = F.interpolate(inverse, size=(h, w), mode="bilinear", align_corners=False)
+        inverse = torch.nan_to_num_(inverse, nan=1e-4)
+        depth = 1.0 / inverse.clamp_(1e-4, 1e4)
+    return depth[0, 0].numpy(), focal
+
+
+@pytest.fixture(scope="module")
+def tiny_pair(tiny):
+    """The same network with confidence "none" and "flip"."""
+    from depth_ros.models.depth_pro import DepthPro
+
+    return (DepthPro(tiny.net, device="cpu", confidence="none"), DepthPro(tiny.net, device="cpu", confidence="flip"))
+
+
+def test_confidence_none_is_bit_identical_to_before(tiny_pair, rgb, torch_one_thread):
+    off, _ = tiny_pair
+    assert off.capabilities.confidence is False and off.capabilities.estimates_focal is True
+    for f_px in (None, 70.0):
+        pred = off.infer(rgb, f_px=f_px)
+        ref, focal = _old_infer_depth(off, rgb, f_px)
+        assert pred.confidence is None
+        np.testing.assert_array_equal(pred.depth, ref)
+        assert pred.focal_px == focal
+
+
+def test_flip_confidence_depth_and_formula(tiny_pair, rgb, torch_one_thread):
+    from depth_ros.core.confidence import flip_confidence
+
+    off, on = tiny_pair
+    assert on.capabilities.confidence is True
+    for f_px in (None, 70.0):
+        pred, plain = on.infer(rgb, f_px=f_px), off.infer(rgb, f_px=f_px)
+        # the published depth and focal length are the un-mirrored prediction's (batch of 2 vs 1: rounding only)
+        np.testing.assert_allclose(pred.depth, plain.depth, rtol=1e-5)
+        assert pred.focal_px == pytest.approx(plain.focal_px, rel=1e-6) and pred.focal_source == plain.focal_source
+        c = pred.confidence
+        assert c.shape == rgb.shape[:2] and c.dtype == np.float32
+        assert np.isfinite(c).all() and (c >= 0).all() and (c <= 1).all()
+        assert float(c.std()) > 1e-4 and float(c.min()) < float(c.max())  # not constant
+        # = exp(-ln2 s / 0.1) of the depth and the mirror image's depth mirrored back (same focal length)
+        mirrored = off.infer(np.ascontiguousarray(rgb[:, ::-1]), f_px=pred.focal_px).depth[:, ::-1]
+        np.testing.assert_allclose(c, flip_confidence(plain.depth, mirrored), atol=2e-5)
+
+
+def test_flip_confidence_of_a_mirror_symmetric_network_is_one(rgb, torch_one_thread):
+    """A network that is exactly mirror-equivariant (here: every weight of the random net zeroed except the
+    head bias, i.e. a constant output) agrees with itself: confidence 1."""
+    torch.manual_seed(2)
+    m = create_model("depth_pro", **TINY)
+    with torch.no_grad():
+        m.net.head[4].weight.zero_()
+    pred = m.infer(rgb, f_px=50.0)
+    np.testing.assert_array_equal(pred.confidence, 1.0)
+
+
+def test_confidence_option_validation():
+    with pytest.raises(ValueError, match="confidence"):
+        create_model("depth_pro", **TINY, confidence="spread")
+    m = create_model("depth_pro", **TINY, confidence="none")
+    assert m.capabilities.confidence is False and m.confidence_mode == "none"
+

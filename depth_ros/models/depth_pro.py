@@ -47,6 +47,7 @@ from depth_ros.models.base import (
     resolve_dtype,
     rgb_to_tensor,
 )
+from depth_ros.models.confidence import flip_confidence_torch
 from depth_ros.models.registry import register_model
 from depth_ros.models.weights import WeightsError, WeightsSpec, load_state_dict, load_strict, resolve_weights
 
@@ -72,6 +73,10 @@ FOV_FALLBACK_DEG = 60.0
 RANDOM_INIT_INVERSE_DEPTH = 0.1
 #: Inverse depth is clamped to this range before inversion (official), so depth is in [1e-4, 1e4] m.
 INVERSE_DEPTH_RANGE = (1e-4, 1e4)
+#: ``DepthPro(confidence=...)``: "flip" runs the image and its mirror as one batch of 2 and sets
+#: ``DepthPrediction.confidence`` from their disagreement (``depth_ros.core.confidence.flip_confidence``);
+#: "none" runs the image alone (no confidence). The network has no uncertainty output of its own.
+CONFIDENCE_MODES = ("flip", "none")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -661,15 +666,22 @@ class DepthPro(DepthModel):
     The image is normalised to [-1, 1] and squashed to S x S (bilinear, no antialias; aspect ratio not
     kept, as in the official code). ``f_px`` (pixels, for this image's width) replaces the estimated
     focal length and then skips the FOV branch; it may be a Python number, numpy scalar or tensor.
+    ``confidence="flip"`` (``CONFIDENCE_MODES``) also runs the mirror image in the same batch: the depth stays
+    the un-mirrored prediction (a mean of two silhouettes that disagree would itself make flying pixels) and
+    ``DepthPrediction.confidence = exp(-ln2 * s / 0.1)``, s the symmetric relative difference of the two.
     """
 
     name = "depth_pro"
 
-    def __init__(self, net: DepthProNet, device="cpu", dtype="float32", compile: Union[bool, str] = False):
+    def __init__(self, net: DepthProNet, device="cpu", dtype="float32", compile: Union[bool, str] = False,
+                 confidence: str = "flip"):
+        if confidence not in CONFIDENCE_MODES:
+            raise ValueError(f"Depth Pro confidence must be one of {', '.join(CONFIDENCE_MODES)}, got {confidence!r}")
         super().__init__(net=None, device=device, dtype=dtype)
+        self.confidence_mode = confidence
         self.config = net.config
         self.net = net.to(device=self.device, dtype=self.dtype).eval()
-        self.capabilities = Capabilities(estimates_focal=net.fov is not None)
+        self.capabilities = Capabilities(estimates_focal=net.fov is not None, confidence=confidence != "none")
         self._forward = self.net
         self._forward_fov = self.net.forward_fov
         if compile:
@@ -696,7 +708,10 @@ class DepthPro(DepthModel):
             raise ValueError("Depth Pro was built with use_fov=False: pass f_px (focal length in pixels)")
         h, w = rgb.shape[:2]
         x = self.preprocess(rgb)
+        flip = self.confidence_mode == "flip"
         with torch.inference_mode():
+            if flip:  # the image and its mirror as one batch of 2 (the FOV and the depth come from item 0)
+                x = torch.cat([x, x.flip(-1)])
             canonical, fov_deg = self._forward(x, compute_fov=focal is None)
             source = "given"
             if focal is None:
@@ -708,7 +723,10 @@ class DepthPro(DepthModel):
             inverse = torch.nan_to_num_(inverse, nan=INVERSE_DEPTH_RANGE[0])
             depth = 1.0 / inverse.clamp_(*INVERSE_DEPTH_RANGE)
             depth = depth[0, 0].cpu().numpy().astype(np.float32, copy=False)
-        return DepthPrediction(depth=depth, confidence=None, focal_px=float(focal), focal_source=source)
+            conf = None
+            if flip:  # s(1/a, 1/b) == s(a, b): the disagreement of the two clamped inverse depths is the depths'
+                conf = flip_confidence_torch(inverse[0, 0], inverse[1, 0].flip(-1)).cpu().numpy()
+        return DepthPrediction(depth=depth, confidence=conf, focal_px=float(focal), focal_source=source)
 
     def estimate_focal(self, rgb: np.ndarray) -> float:
         """Focal length in pixels for this image's width, from the FOV head only (~3 ViT passes)."""
@@ -757,13 +775,18 @@ def create_depth_pro_net(config: DepthProConfig, weights=None, device: Union[str
 
 @register_model("depth_pro")
 def depth_pro(weights=None, device="auto", dtype="float32", vit_preset="dinov2l16_384", decoder_features=256,
-              use_fov=True, compile=False, allow_download=True, timm_pretrained=False) -> DepthPro:
+              use_fov=True, compile=False, allow_download=True, timm_pretrained=False,
+              confidence="flip") -> DepthPro:
     """``create_model("depth_pro", ...)``: see ``DepthPro`` and ``create_depth_pro_net``.
 
     vit_preset: ``dinov2l16_384`` (released weights), ``dinov2b16_384``, ``dinov2s16_384`` or
     ``test_tiny`` (random-weights unit tests: 128 x 128 network input).
     compile: ``torch.compile`` the network (True, or a mode string such as ``"max-autotune"``).
+    confidence: ``"flip"`` (default: flip-consistency confidence, twice the network work) or ``"none"``
+      (see ``CONFIDENCE_MODES``).
     """
+    if confidence not in CONFIDENCE_MODES:
+        raise ValueError(f"Depth Pro confidence must be one of {', '.join(CONFIDENCE_MODES)}, got {confidence!r}")
     config = DepthProConfig(vit_preset=vit_preset, decoder_features=int(decoder_features), use_fov=bool(use_fov))
     dev = resolve_device(device)
     dt = resolve_dtype(dtype)
@@ -771,4 +794,4 @@ def depth_pro(weights=None, device="auto", dtype="float32", vit_preset="dinov2l1
         warnings.warn("Depth Pro in float16 on CPU is slow or unsupported; use float32 or bfloat16", stacklevel=2)
     net = create_depth_pro_net(config, weights=weights, device=dev, dtype=dt, allow_download=allow_download,
                                timm_pretrained=timm_pretrained)
-    return DepthPro(net, device=dev, dtype=dt, compile=compile)
+    return DepthPro(net, device=dev, dtype=dt, compile=compile, confidence=confidence)
