@@ -79,7 +79,7 @@ def node_executable() -> List[str]:
     found = shutil.which("depth_node")
     if found:
         return [found]
-    return [sys.executable, "-m", "depth_ros.node.node"]
+    return [sys.executable, "-m", "depth_ros.node.run"]
 
 
 def node_command(params_file: Optional[str] = None, remaps: Optional[Dict[str, str]] = None,

@@ -20,7 +20,8 @@ REPO = ru.REPO
 LAUNCH_FILES = sorted((REPO / "launch").glob("*.launch.py"))
 REQUIRED_ARGS = {"image", "camera_info", "namespace", "params_file", "weights", "device", "rviz"}
 # the model each launch file is for (its parameter file's `model`)
-LAUNCH_MODEL = {"zoedepth.launch.py": "zoedepth_nk", "depthpro.launch.py": "depth_pro"}
+LAUNCH_MODEL = {"zoedepth.launch.py": "zoedepth_nk", "depthpro.launch.py": "depth_pro", "marigold.launch.py": "marigold"}
+CONFIG_MODEL = {"zoedepth_nk.yaml": "zoedepth_nk", "depth_pro.yaml": "depth_pro", "marigold.yaml": "marigold"}
 # node topic names, kept in sync with depth_ros/node/node.py (checked in test_node_topic_constants)
 INPUTS = {O.IMAGE_TOPIC, O.IMAGE_TOPIC + O.COMPRESSED_SUFFIX, O.CAMERA_INFO_TOPIC}
 OUTPUTS = set(O.OUTPUT_TOPICS)
@@ -88,8 +89,8 @@ def _value(node, consts):
         return None
 
 
-def test_there_are_two_launch_files():
-    assert {p.name for p in LAUNCH_FILES} == {"zoedepth.launch.py", "depthpro.launch.py"}
+def test_every_launch_file_is_known():
+    assert {p.name for p in LAUNCH_FILES} == set(LAUNCH_MODEL)
 
 
 @pytest.mark.parametrize("path", LAUNCH_FILES, ids=lambda p: p.name)
@@ -166,11 +167,21 @@ def test_launch_file_executes_with_stand_ins(path):
     assert kw["parameters"][0] == "/tmp/mine.yaml"
 
 
-@pytest.mark.parametrize("name", ["zoedepth_nk.yaml", "depth_pro.yaml"])
+def _flatten(d, prefix=""):
+    out = {}
+    for k, v in d.items():
+        if isinstance(v, dict):
+            out.update(_flatten(v, f"{prefix}{k}."))
+        else:
+            out[f"{prefix}{k}"] = v
+    return out
+
+
+@pytest.mark.parametrize("name", sorted(CONFIG_MODEL))
 def test_parameter_files_match_the_declared_parameters(name):
     doc = yaml.safe_load((REPO / "config" / name).read_text())
     assert list(doc) == ["/**"]
-    values = doc["/**"]["ros__parameters"]
+    values = _flatten(doc["/**"]["ros__parameters"])  # nested maps are dotted names in ROS 2
     for key, value in values.items():
         assert P.is_known(key), f"{name}: unknown parameter {key}"
         spec = P.SPECS.get(key)
@@ -181,8 +192,7 @@ def test_parameter_files_match_the_declared_parameters(name):
     merged = dict(P.DEFAULTS, **values)
     assert P.validate_all(merged) == []
     assert merged["allow_random_weights"] is False
-    expected_model = {"zoedepth_nk.yaml": "zoedepth_nk", "depth_pro.yaml": "depth_pro"}[name]
-    assert values["model"] == expected_model
+    assert values["model"] == CONFIG_MODEL[name]
 
 
 def test_rviz_config_topics_are_node_outputs():
@@ -211,3 +221,11 @@ def test_docs_cover_every_parameter_and_topic():
     assert not missing, missing
     for topic in INPUTS | OUTPUTS | {"/diagnostics"}:
         assert f"`{topic}`" in doc, topic
+
+
+def test_readme_parameter_table_is_generated_from_the_specs():
+    table = importlib.util.spec_from_file_location("param_table", REPO / "scripts" / "param_table.py")
+    mod = importlib.util.module_from_spec(table)
+    table.loader.exec_module(mod)
+    doc = (REPO / "README.md").read_text()
+    assert mod.replace_in(doc) == doc, "README's parameter table is stale: run scripts/param_table.py --write"

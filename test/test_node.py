@@ -409,7 +409,7 @@ def test_runtime_parameter_changes_validated(make):
     r = set_("cloud_stride", 0)
     assert not r.successful
     assert set_("min_range", 0.5).successful and node.processor.config.min_range == 0.5
-    assert set_("domain", "outdoor").successful and node.model.domain == "outdoor"
+    assert set_("domain", "outdoor").successful and node.processor.config.domain == "outdoor"
     assert set_("fallback_hfov_deg", 70.0).successful and node.resolver.fallback_hfov_deg == 70.0
     h.collect(DEPTH_TOPIC)
     h.send_until(DEPTH_TOPIC)

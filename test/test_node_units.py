@@ -30,7 +30,7 @@ def test_defaults_are_valid_and_documented():
     assert P.validate_all(P.DEFAULTS) == []
     for spec in P.PARAMS:
         assert spec.description, spec.name
-        assert spec.type in (bool, int, float, str), spec.name
+        assert spec.type in (bool, int, float, str, list), spec.name
         assert spec.validate(spec.default) is None, spec.name
         if spec.choices:
             assert spec.default in spec.choices

@@ -19,7 +19,7 @@ MODULES = {
     "onnx": "onnx", "onnxruntime": "onnxruntime", "pytest": "pytest", "vermin": "vermin", "ruff": "ruff",
     "colcon-common-extensions": "colcon_core", "ros-ament-package": "ament_package",
     "ros-rclpy": "rclpy", "ros-sensor-msgs": "sensor_msgs.msg", "ros-std-msgs": "std_msgs.msg",
-    "ros-geometry-msgs": "geometry_msgs.msg", "ros-diagnostic-msgs": "diagnostic_msgs.msg",
+    "ros-geometry-msgs": "geometry_msgs.msg", "ros-nav-msgs": "nav_msgs.msg", "ros-diagnostic-msgs": "diagnostic_msgs.msg",
     "ros-builtin-interfaces": "builtin_interfaces.msg", "ros-rmw-fastrtps-cpp": None, "ros-wheels-bootstrapper": None,
 }
 

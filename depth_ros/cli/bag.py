@@ -20,7 +20,8 @@ from depth_ros.core.encodings import ImageEncodingError
 from depth_ros.pipeline.frame import FrameSkipped
 from depth_ros.pipeline.intrinsics import CameraInfoTracker
 from depth_ros.pipeline.loading import one_line
-from depth_ros.pipeline.outputs import BY_KEY, CAMERA_INFO, COMPRESSED_IMAGE, IMAGE, bag_topics
+from depth_ros.pipeline.motion import PoseBuffer, base_from_camera, pose_matrix
+from depth_ros.pipeline.outputs import BY_KEY, CAMERA_INFO, COMPRESSED_IMAGE, IMAGE, ODOMETRY, bag_topics
 
 KIT = msgs.ROSBAGS
 
@@ -65,6 +66,35 @@ def _check_topics(args, topics: Dict[str, str], src: Path, log) -> Optional[str]
     elif topics[info_topic] != CAMERA_INFO:
         raise CliError(f"topic '{info_topic}' has type {topics[info_topic]}, expected sensor_msgs/msg/CameraInfo")
     return info_topic
+
+
+def _odometry_topic(args, topics: Dict[str, str]) -> Optional[str]:
+    """The Odometry topic for --scale-stabilization odometry (given, or the bag's only one)."""
+    if args.scale_stabilization != "odometry":
+        return None
+    odoms = sorted(t for t, m in topics.items() if m == ODOMETRY)
+    topic = args.odometry_topic
+    if topic is None:
+        if len(odoms) != 1:
+            raise CliError("--scale-stabilization odometry: give --odometry-topic; nav_msgs/Odometry topics in the "
+                           f"bag: {', '.join(odoms) or 'none'}")
+        topic = odoms[0]
+    if topics.get(topic) != ODOMETRY:
+        raise CliError(f"--odometry-topic '{topic}' is not a nav_msgs/msg/Odometry topic of the bag; there: "
+                       f"{', '.join(odoms) or 'none'}")
+    return topic
+
+
+def _read_poses(reader, topic: Optional[str]) -> Optional[PoseBuffer]:
+    if topic is None:
+        return None
+    ts = B.typestore()
+    poses = PoseBuffer(keep=10 ** 7)
+    for conn, _t, raw in reader.messages(connections=[c for c in reader.connections if c.topic == topic]):
+        msg = ts.deserialize_cdr(raw, conn.msgtype)
+        p, q = msg.pose.pose.position, msg.pose.pose.orientation
+        poses.add(msgs.stamp_ns(msg.header), pose_matrix((p.x, p.y, p.z), (q.x, q.y, q.z, q.w)))
+    return poses
 
 
 def _read_camera_infos(reader, info_topic: Optional[str], log) -> CameraInfoTracker:
@@ -143,8 +173,11 @@ def _convert(args, reader, src: Path, dst: Path, log) -> dict:
     clash = [t for t in out_topics.values() if t in topics and args.copy != "none"]
     if clash:
         raise CliError(f"output topic(s) {', '.join(clash)} already exist in the input bag; pick another --output-ns")
+    odom_topic = _odometry_topic(args, topics)
     sess = open_session(args, log)
     tracker = _read_camera_infos(reader, info_topic, log)
+    poses = _read_poses(reader, odom_topic)
+    mount = base_from_camera(args.camera_mount)
     if tracker.empty:
         sess.check_intrinsics()
     copy_topics = {"none": set(), "input": {img_topic} | ({info_topic} if info_topic else set()),
@@ -159,7 +192,7 @@ def _convert(args, reader, src: Path, dst: Path, log) -> dict:
     bar = progress(n_images, args)
     try:
         _register_copies(out.writer, reader, copy_topics, log)
-        _frames(args, reader, sess, tracker, out, copy_topics, stats, bar, log)
+        _frames(args, reader, sess, tracker, (poses, mount), out, copy_topics, stats, bar, log)
     except BaseException:
         bar.close()
         out.writer.close()
@@ -188,7 +221,9 @@ def _register_copies(writer, reader, copy_topics, log) -> None:
                 copy_topics.discard(c.topic)
 
 
-def _frames(args, reader, sess, tracker: CameraInfoTracker, out: _Output, copy_topics, stats, bar, log) -> None:
+def _frames(args, reader, sess, tracker: CameraInfoTracker, odometry, out: _Output, copy_topics, stats, bar,
+            log) -> None:
+    poses, mount = odometry
     ts = B.typestore()
     img_topic = args.image_topic
     wanted = [c for c in reader.connections if c.topic in copy_topics or c.topic == img_topic]
@@ -205,7 +240,8 @@ def _frames(args, reader, sess, tracker: CameraInfoTracker, out: _Output, copy_t
             h, w = rgb.shape[:2]
             info = tracker.status(msg.header.frame_id, msgs.stamp_ns(msg.header), w, h,
                                   missing=f"no CameraInfo in the bag for frame '{msg.header.frame_id}'")
-            res = sess.processor.process(rgb, msg.header.frame_id, info)
+            base = None if poses is None else poses.at(msgs.stamp_ns(msg.header))
+            res = sess.processor.process(rgb, msg.header.frame_id, info, pose=None if base is None else base @ mount)
         except (ImageEncodingError, ValueError, FrameSkipped) as exc:
             stats["skipped"] += 1
             key = getattr(exc, "key", type(exc).__name__)
@@ -213,6 +249,10 @@ def _frames(args, reader, sess, tracker: CameraInfoTracker, out: _Output, copy_t
                 said.add(key)
                 log(f"warning: skipping image at {t_ns}: {one_line(exc)}")
             continue
+        for key, text in res.events + res.warnings:
+            if key not in said:
+                said.add(key)
+                log(text)
         out.write_frame(res, msg.header, t_ns)
         stats["processed"] += 1
         stats["infer_s"] += res.timings["inference"]
@@ -262,5 +302,9 @@ def add_parser(sub) -> None:
     pb.add_argument("--depth-encoding", default="32FC1", help="32FC1 metres (default) or 16UC1 millimetres")
     pb.add_argument("--no-points", action="store_true", help="do not write depth/points")
     pb.add_argument("--summary", default=None, help="also write the summary as JSON here")
+    pb.add_argument("--odometry-topic", default=None,
+                    help="nav_msgs/Odometry topic for --scale-stabilization odometry (default: the bag's only one)")
+    pb.add_argument("--camera-mount", type=float, nargs=6, default=[0.0] * 6, metavar=("X", "Y", "Z", "R", "P", "YAW"),
+                    help="the camera's pose in the odometry child frame (m, rad), as the node's camera_mount")
     add_model_options(pb)
     pb.set_defaults(func=run)

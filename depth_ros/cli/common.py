@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from typing import Any, Callable, Dict, Optional
 
 from depth_ros.models.registry import BACKENDS, MODEL_NAMES
-from depth_ros.pipeline.frame import CLOUD_MODES, FrameProcessor, PipelineConfig
+from depth_ros.pipeline.frame import CLOUD_MODES, DOMAIN_MODES, SCALE_MODES, FrameProcessor, PipelineConfig
 from depth_ros.pipeline.intrinsics import GivenIntrinsics, IntrinsicsUnavailable
 from depth_ros.pipeline.loading import ModelLoadError, load_model, make_resolver, one_line
 
@@ -97,7 +97,8 @@ def open_session(args, log: Callable[[str], None]) -> Session:
         given = GivenIntrinsics(args.fx, args.fy, args.cx, args.cy, args.hfov)
         config = PipelineConfig(output_width=0, min_range=args.min_range, max_range=args.max_range,
                                 min_confidence=args.min_confidence, cloud_mode=args.cloud_mode,
-                                cloud_stride=args.cloud_stride, cloud_color=True, voxel_size=args.voxel_size)
+                                cloud_stride=args.cloud_stride, cloud_color=True, voxel_size=args.voxel_size,
+                                domain=args.domain, scale_stabilization=args.scale_stabilization)
     except ValueError as exc:
         raise CliError(one_line(exc)) from None
     if not 0 <= args.fallback_hfov < 180:
@@ -110,15 +111,12 @@ def open_session(args, log: Callable[[str], None]) -> Session:
         hint = "" if random or "weights" not in str(exc) else \
             " (or, for a smoke test only: --weights random --allow-random-weights)"
         raise CliError(f"{exc}{hint}") from None
-    domain = getattr(args, "domain", "auto")
-    if domain != "auto":
-        if model.capabilities.domains:
-            try:
-                model.set_domain(domain)
-            except ValueError as exc:
-                raise CliError(f"model '{args.model}' rejected --domain {domain}: {one_line(exc)}") from None
-        else:
-            log(f"note: model '{args.model}' has no domain switch; --domain {domain} is ignored")
+    heads = model.capabilities.domains
+    if args.domain in ("indoor", "outdoor"):
+        if not heads:
+            log(f"note: model '{args.model}' has no domain switch; --domain {args.domain} is ignored")
+        elif args.domain not in heads:
+            raise CliError(f"model '{args.model}' rejected --domain {args.domain}: its heads are {', '.join(heads)}")
     if random:
         log(f"warning: {args.model} with RANDOM weights: outputs are not a depth result")
     focal_weights = args.focal_weights or None
@@ -149,8 +147,9 @@ def add_model_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--allow-random-weights", action="store_true", help="permit --weights random (smoke tests only)")
     g.add_argument("--device", default="auto", help="auto (CUDA when available), cpu, cuda, cuda:N, mps")
     g.add_argument("--precision", default="float32", choices=("float32", "float16", "bfloat16"))
-    g.add_argument("--domain", default="auto", choices=("auto", "indoor", "outdoor"),
-                   help="ZoeDepth-NK head (auto = the router picks per frame)")
+    g.add_argument("--domain", default=DEFAULTS.domain, choices=DOMAIN_MODES,
+                   help="ZoeDepth-NK head: stable (router with hysteresis per video / bag camera; default), auto "
+                        "(the router picks per frame), indoor, outdoor")
     g.add_argument("--backbone", default=None, help="model config 'backbone' (ZoeDepth), e.g. test_tiny")
     g.add_argument("--vit-preset", default=None, help="model config 'vit_preset' (Depth Pro), e.g. test_tiny")
     g.add_argument("--model-arg", action="append", metavar="KEY=VALUE",
@@ -180,6 +179,9 @@ def add_model_options(p: argparse.ArgumentParser) -> None:
                         "dense; implied by --cloud-stride > 1) or voxel (--voxel-size grid)")
     o.add_argument("--cloud-stride", type=int, default=None, help=f"pixel stride (default {DEFAULTS.cloud_stride})")
     o.add_argument("--voxel-size", type=float, default=DEFAULTS.voxel_size, help="voxel edge (m) for --cloud-mode voxel")
+    o.add_argument("--scale-stabilization", choices=SCALE_MODES, default=DEFAULTS.scale_stabilization,
+                   help="hold the metric scale from frame to frame per camera: off (default), static, or odometry "
+                        "(bags with nav_msgs/Odometry: --odometry-topic)")
     p.add_argument("--quiet", "-q", action="store_true", help="no progress bar or log lines (summary only)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
 

@@ -210,6 +210,9 @@ def run(args) -> int:
         raise CliError("--every must be >= 1")
     if args.max_frames is not None and args.max_frames < 1:
         raise CliError("--max-frames must be >= 1")
+    if args.scale_stabilization == "odometry":
+        raise CliError("--scale-stabilization odometry needs camera motion: use it with 'depth-ros bag' and a bag "
+                       "that holds nav_msgs/Odometry (or --scale-stabilization static for videos)")
     items = collect_inputs(args.inputs, args.every)
     out = _prepare_out(args.out)
     sess = open_session(args, log)

@@ -28,6 +28,7 @@ from depth_ros.pipeline import outputs as O
 from depth_ros.pipeline.frame import FrameProcessor, FrameSkipped, PipelineConfig
 from depth_ros.pipeline.intrinsics import CameraInfoTracker, IntrinsicsResolver
 from depth_ros.pipeline.loading import ModelLoadError, load_model, make_resolver
+from depth_ros.pipeline.motion import PoseBuffer, base_from_camera, pose_matrix
 
 NODE_NAME = "depth_node"
 _LAZY_CHECK_PERIOD_S = 0.2
@@ -62,6 +63,7 @@ class DepthNode(Node):
         v = self._values = declare(self)
         self.stats = FrameStats()
         self._problems = diag.ProblemLog(period_s=_PROBLEM_WINDOW_S)
+        self._notes = diag.ProblemLog(period_s=_PROBLEM_WINDOW_S)  # throttled news: head switches, scale restarts
         self._once: set = set()
         self._infos = CameraInfoTracker(keep=32)
         self._infos_lock = threading.Lock()
@@ -88,6 +90,10 @@ class DepthNode(Node):
         self._in_qos = _qos(v["qos_input_reliability"], v["qos_input_depth"])
         self.create_subscription(self._msg_class(O.CAMERA_INFO), O.CAMERA_INFO_TOPIC, self._on_camera_info,
                                  self._in_qos)
+        self._poses = PoseBuffer()
+        self._mount = base_from_camera(list(v["camera_mount"]))
+        self._odom_sub = None
+        self._update_odometry_subscription()
         compressed = v["image_transport"] == "compressed"
         self._image_type = self._msg_class(O.COMPRESSED_IMAGE if compressed else O.IMAGE)
         self._image_topic = self._resolve(O.IMAGE_TOPIC) + (O.COMPRESSED_SUFFIX if compressed else "")
@@ -141,16 +147,15 @@ class DepthNode(Node):
         self.get_logger().info(f"model warmed up in {time.perf_counter() - t0:.2f} s")
 
     def _apply_domain(self, domain: str, startup: bool = False) -> Optional[str]:
-        if not self.model.capabilities.domains:
-            if domain != "auto" and startup:
-                self.get_logger().warning(f"model {self._model_name} has no domain switch; "
-                                          f"domain '{domain}' is ignored")
+        """Check ``domain`` against the model's heads (the pipeline forces the head per frame)."""
+        heads = self.model.capabilities.domains
+        if domain in ("auto", "stable") or domain in heads:
             return None
-        try:
-            self.model.set_domain(domain)
-        except ValueError as exc:
-            return f"model rejected domain '{domain}': {exc}"
-        return None
+        if not heads:
+            if startup:
+                self.get_logger().warning(f"model {self._model_name} has no domain switch; domain '{domain}' is ignored")
+            return None
+        return f"model rejected domain '{domain}': it has the heads {', '.join(heads)}"
 
     # -- parameters at runtime -------------------------------------------------------------------
     def _on_set_parameters(self, parameters):
@@ -163,6 +168,7 @@ class DepthNode(Node):
             return SetParametersResult(successful=False, reason=reason)
         self._values = new
         self.processor.config = PipelineConfig.from_mapping(new)
+        self._update_odometry_subscription()
         r = self.resolver
         if new["focal_samples"] != r.samples or new["fallback_hfov_deg"] != r.fallback_hfov_deg:
             r.samples, r.fallback_hfov_deg = int(new["focal_samples"]), float(new["fallback_hfov_deg"])
@@ -193,6 +199,21 @@ class DepthNode(Node):
         self.stats.frames_in += 1
         self.stats.input_rate.tick()
         self._worker.submit((msg, time.perf_counter()))
+
+    def _update_odometry_subscription(self) -> None:
+        if self._values["scale_stabilization"] == "odometry" and self._odom_sub is None:
+            self._odom_sub = self.create_subscription(self._msg_class(O.ODOMETRY), O.ODOMETRY_TOPIC, self._on_odometry,
+                                                      _qos("best_effort", 50))
+
+    def _on_odometry(self, msg) -> None:
+        p, q = msg.pose.pose.position, msg.pose.pose.orientation
+        try:
+            pose = pose_matrix((p.x, p.y, p.z), (q.x, q.y, q.z, q.w))
+        except ValueError as exc:
+            self._warn_once("odom:" + diag.problem_key(str(exc)), f"ignoring odometry on '{O.ODOMETRY_TOPIC}': {exc}")
+            return
+        with self._infos_lock:
+            self._poses.add(msgs.stamp_ns(msg.header), pose)
 
     def _on_camera_info(self, msg) -> None:
         try:
@@ -248,10 +269,13 @@ class DepthNode(Node):
             self._first_image_time = time.monotonic()
         h, w = rgb.shape[:2]
         missing = f"no CameraInfo on '{self._info_topic}' within {self._values['camera_info_timeout']:g} s"
+        stamp_ns = msgs.stamp_ns(msg.header)
         with self._infos_lock:
-            info = self._infos.status(msg.header.frame_id, msgs.stamp_ns(msg.header), w, h, missing)
+            info = self._infos.status(msg.header.frame_id, stamp_ns, w, h, missing)
+            base = self._poses.at(stamp_ns)
         try:
-            res = self.processor.process(rgb, msg.header.frame_id, info, time.monotonic() - self._first_image_time)
+            res = self.processor.process(rgb, msg.header.frame_id, info, time.monotonic() - self._first_image_time,
+                                         pose=None if base is None else base @ self._mount)
         except FrameSkipped as exc:
             if exc.waiting:
                 self.stats.frames_waiting += 1
@@ -263,14 +287,16 @@ class DepthNode(Node):
         t["processed"] = time.perf_counter()
         for key, text in res.warnings:
             self._warn_once(key, text)
+        for key, text in res.events:
+            line = self._notes.report(key, text)
+            if line:
+                self.get_logger().info(line)
         publish_s = self._publish_outputs(res, msg.header, wanted)
         t["published"] = time.perf_counter()
         cpu = time.thread_time() - c0 - res.timings["inference_cpu"] if res.source == "camera_info" else None
         self.stats.record(res, t, cpu, publish_s, t["published"] - t_recv)
-        stamp = msg.header.stamp
-        if stamp.sec or stamp.nanosec:
-            now = self.get_clock().now().nanoseconds
-            self.stats.age_ms.add((now - msgs.stamp_ns(msg.header)) / 1e6)
+        if stamp_ns:
+            self.stats.age_ms.add((self.get_clock().now().nanoseconds - stamp_ns) / 1e6)
 
     def _publish_outputs(self, res, header, wanted: Sequence[str]) -> float:
         """Build and publish the wanted outputs of one frame; returns the seconds spent in publish()."""
@@ -294,6 +320,11 @@ class DepthNode(Node):
             ("model", self._model_name), ("device", self._device), ("precision", v["precision"]),
             ("domain_setting", v["domain"]), ("domain", st.domain or ""), ("domain_confidence", st.domain_confidence),
             ("focal_source", cur["source"]), ("focal_reason", cur["reason"]), ("focal_px", st.focal_px),
+            ("domain_switches", st.domain_switches), ("scale_stabilization", v["scale_stabilization"]),
+            ("scale_applied", st.scale.scale if st.scale else None),
+            ("scale_fit_inliers", st.scale.inlier_fraction if st.scale else None),
+            ("scale_fit_overlap", st.scale.overlap if st.scale else None),
+            ("scale_state", st.scale.state if st.scale else ""),
             ("output_size", f"{st.last_size[0]}x{st.last_size[1]}" if st.last_size else ""),
             ("subscribed_outputs", ",".join(self.wanted_outputs())),
         ]

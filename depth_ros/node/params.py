@@ -17,14 +17,14 @@ from dataclasses import dataclass
 from typing import Any, Callable, Dict, Iterable, List, Mapping, Optional, Tuple
 
 from depth_ros.models.registry import MODEL_NAMES
-from depth_ros.pipeline.frame import CLOUD_MODES, PipelineConfig
+from depth_ros.pipeline.frame import CLOUD_MODES, DOMAIN_MODES, SCALE_MODES, PipelineConfig
 
 #: Prefixes of pass-through (read-only, dynamically typed) parameters.
 PASSTHROUGH_PREFIXES = ("model_config.", "focal_estimator_config.")
 
 BUILTIN_MODELS = MODEL_NAMES  # the registry's list of families
 _PIPELINE = PipelineConfig()  # defaults of the per-frame settings
-DOMAINS = ("auto", "indoor", "outdoor")
+DOMAINS = DOMAIN_MODES
 PRECISIONS = ("float32", "float16", "bfloat16")
 DEPTH_ENCODINGS = ("32FC1", "16UC1")
 RELIABILITIES = ("reliable", "best_effort")
@@ -41,6 +41,13 @@ def _check_model(value: str) -> Optional[str]:
         return None
     return (f"unknown model '{value}': use one of {', '.join(BUILTIN_MODELS)} "
             "or 'package.module:ClassName'")
+
+
+def _check_mount(value) -> Optional[str]:
+    vals = list(value)
+    if len(vals) != 6 or not all(isinstance(v, (int, float)) and v == v and abs(v) < 1e6 for v in vals):
+        return f"camera_mount must be 6 finite numbers [x, y, z, roll, pitch, yaw], got {vals}"
+    return None
 
 
 def _check_device(value: str) -> Optional[str]:
@@ -91,6 +98,10 @@ class ParamSpec:
             return f"{self.name} must be an integer, got {type(value).__name__}"
         if want is float and not isinstance(value, float):
             return f"{self.name} must be a number, got {type(value).__name__}"
+        if want is list:
+            if not isinstance(value, (list, tuple)) and not hasattr(value, "tolist"):
+                return f"{self.name} must be a list, got {type(value).__name__}"
+            return self.check(value) if self.check is not None else None
         if want is str and not isinstance(value, str):
             return f"{self.name} must be a string, got {type(value).__name__}"
         if want is float and value != value:  # NaN
@@ -124,9 +135,23 @@ PARAMS: Tuple[ParamSpec, ...] = (
               read_only=True),
     ParamSpec("allow_random_weights", False, "Permit weights:=random (tests, benchmarks). Never for real use.",
               read_only=True),
-    ParamSpec("domain", "auto",
-              "ZoeDepth-NK head: auto (router picks per frame), indoor (NYU head) or outdoor (KITTI head). "
-              "Ignored by models without a domain switch.", choices=DOMAINS),
+    ParamSpec("domain", _PIPELINE.domain,
+              "ZoeDepth-NK head: stable (the router's choice with hysteresis per camera: the head changes only when "
+              "the router prefers the other one by domain_switch_margin for domain_switch_frames frames), auto "
+              "(the router picks per frame), indoor (NYU head) or outdoor (KITTI head). Ignored by models without "
+              "a domain switch.", choices=DOMAINS),
+    ParamSpec("domain_switch_margin", _PIPELINE.domain_switch_margin,
+              "domain stable: probability margin by which the router must prefer the other head.", min=0.0, max=0.99),
+    ParamSpec("domain_switch_frames", _PIPELINE.domain_switch_frames,
+              "domain stable: consecutive frames of that preference before the head changes.", min=1, max=1000),
+    ParamSpec("scale_stabilization", _PIPELINE.scale_stabilization,
+              "Metric scale held from frame to frame, per camera: off, odometry (the previous depth warped with "
+              "the camera motion from nav_msgs/Odometry on 'odom' and camera_mount, robust scale fit, filter on "
+              "log-scale) or static (the same fit without motion, for slow cameras).", choices=SCALE_MODES),
+    ParamSpec("camera_mount", [0.0, 0.0, 0.0, 0.0, 0.0, 0.0],
+              "scale_stabilization odometry: the camera's pose in the odometry child frame (base_link) as "
+              "[x, y, z, roll, pitch, yaw] (m, rad; the camera's body frame, x forward; REP 103's optical "
+              "rotation is added).", read_only=True, check=lambda v: _check_mount(v)),
     # -- intrinsics -----------------------------------------------------------------------------
     ParamSpec("camera_info_timeout", 2.0,
               "Seconds to wait (from the first image) for a CameraInfo before estimating the intrinsics; "

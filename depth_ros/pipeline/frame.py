@@ -18,8 +18,13 @@ from depth_ros.core.camera import PinholeCamera
 from depth_ros.core.cloud import PackedCloud, backproject, depth_to_cloud, pack_cloud, voxel_filter
 from depth_ros.core.colormap import colorize_depth
 from depth_ros.pipeline.intrinsics import CAMERA_INFO, FrameSkipped, InfoStatus, IntrinsicsResolver, problem_key
+from depth_ros.pipeline.router import RouterHysteresis
+from depth_ros.pipeline.scale import ScaleInfo, ScaleStabilizer, relative_motion
 
 CLOUD_MODES = ("organized", "stride", "voxel")
+#: ``auto``: the router picks per image; ``stable``: router hysteresis per camera; or a forced head
+DOMAIN_MODES = ("stable", "auto", "indoor", "outdoor")
+SCALE_MODES = ("off", "static", "odometry")
 
 
 @dataclass(frozen=True)
@@ -39,10 +44,19 @@ class PipelineConfig:
     outlier_std: float = 2.0
     colorize_min_depth: float = 0.0  #: 0 = per-frame robust minimum
     colorize_max_depth: float = 0.0  #: 0 = per-frame robust maximum
+    domain: str = "stable"           #: DOMAIN_MODES (models with domain heads)
+    domain_switch_margin: float = 0.5  #: stable: probability margin the other head must win by ...
+    domain_switch_frames: int = 5      #: ... on this many consecutive frames (pipeline.router)
+    scale_stabilization: str = "off"   #: SCALE_MODES (pipeline.scale); odometry needs camera poses
 
     def __post_init__(self):
         if self.cloud_mode not in CLOUD_MODES:
             raise ValueError(f"cloud_mode must be one of {', '.join(CLOUD_MODES)}, got '{self.cloud_mode}'")
+        if self.domain not in DOMAIN_MODES:
+            raise ValueError(f"domain must be one of {', '.join(DOMAIN_MODES)}, got '{self.domain}'")
+        if self.scale_stabilization not in SCALE_MODES:
+            raise ValueError(f"scale_stabilization must be one of {', '.join(SCALE_MODES)}, "
+                             f"got '{self.scale_stabilization}'")
         if not self.min_range < self.max_range:
             raise ValueError(f"min_range ({self.min_range}) must be below max_range ({self.max_range})")
 
@@ -83,6 +97,9 @@ class FrameResult:
     #: seconds: resize, intrinsics, inference, inference_cpu (thread CPU time), estimator (a focal network)
     timings: Dict[str, float] = field(default_factory=dict)
     warnings: List[Tuple[str, str]] = field(default_factory=list)  #: (key, text), to be said once per key
+    events: List[Tuple[str, str]] = field(default_factory=list)    #: (key, text), to be said (throttled per key)
+    scale: Optional[ScaleInfo] = None      #: what scale stabilisation did (None when off)
+    domain_switches: int = 0               #: router hysteresis switches of this camera so far
 
     @cached_property
     def depth(self) -> np.ndarray:
@@ -128,8 +145,29 @@ def cloud_points(cloud: PackedCloud) -> Tuple[np.ndarray, Optional[np.ndarray]]:
     return pts[ok], rgb
 
 
+class CameraState:
+    """Per-camera state besides the intrinsics: router hysteresis, scale track, the previous pose."""
+
+    def __init__(self) -> None:
+        self.router: Optional[RouterHysteresis] = None
+        self.stabilizer: Optional[ScaleStabilizer] = None
+        self.pose: Optional[np.ndarray] = None
+
+    def router_for(self, cfg: PipelineConfig) -> RouterHysteresis:
+        r = self.router
+        if r is None or (r.margin, r.frames) != (cfg.domain_switch_margin, cfg.domain_switch_frames):
+            r = self.router = RouterHysteresis(cfg.domain_switch_margin, cfg.domain_switch_frames)
+        return r
+
+    def stabilizer_for(self, mode: str) -> ScaleStabilizer:
+        if self.stabilizer is None or self.stabilizer.mode != mode:
+            self.stabilizer = ScaleStabilizer(mode)
+        return self.stabilizer
+
+
 class FrameProcessor:
-    """Runs the frame step for one model; per-camera state (intrinsics tracks) lives in ``resolver``.
+    """Runs the frame step for one model. Per-camera state (by ``frame_id``): the intrinsics tracks in
+    ``resolver``, router hysteresis and the scale track in ``cameras``.
 
     ``config`` may be replaced between frames (the node's dynamic parameters).
     """
@@ -138,6 +176,42 @@ class FrameProcessor:
         self.model = model
         self.config = config
         self.resolver = resolver
+        self.cameras: Dict[str, CameraState] = {}
+
+    def _head(self, cfg: PipelineConfig, state: CameraState) -> Optional[str]:
+        """The head to force for this frame (None: the model has no domain switch)."""
+        caps = self.model.capabilities
+        if not caps.domains:
+            return None
+        if cfg.domain in ("indoor", "outdoor"):
+            return cfg.domain
+        if cfg.domain == "auto" or not caps.routes_domains:
+            return "auto"
+        return state.router_for(cfg).head or "auto"
+
+    def _route(self, cfg: PipelineConfig, state: CameraState, frame_id: str, pred, events) -> int:
+        if cfg.domain != "stable" or not self.model.capabilities.routes_domains or pred.domain_logits is None:
+            return state.router.switches if state.router is not None else 0
+        router = state.router_for(cfg)
+        router.update(pred.domain_logits)
+        if router.last_switch is not None:
+            a, b = router.last_switch
+            events.append((f"domain_switch:{frame_id}", f"camera '{frame_id}': domain head {a} -> {b} (the router "
+                           f"preferred {b} by >= {cfg.domain_switch_margin:g} for {cfg.domain_switch_frames} frames)"))
+        return router.switches
+
+    def _stabilize(self, cfg: PipelineConfig, state: CameraState, frame_id: str, depth: np.ndarray,
+                   camera: PinholeCamera, pose: Optional[np.ndarray], events) -> Tuple[np.ndarray, ScaleInfo]:
+        stab = state.stabilizer_for(cfg.scale_stabilization)
+        motion = None
+        if cfg.scale_stabilization == "odometry":
+            if pose is not None and state.pose is not None:
+                motion = relative_motion(state.pose, pose)
+            state.pose = pose
+        out, info = stab.update(depth, camera, motion)
+        if info.restarted:
+            events.append((f"scale_restart:{frame_id}", f"camera '{frame_id}': scale track {info.state}"))
+        return out, info
 
     def resize(self, rgb: np.ndarray, config: Optional[PipelineConfig] = None) -> np.ndarray:
         """The image at the output size (``output_width``, aspect kept)."""
@@ -152,10 +226,11 @@ class FrameProcessor:
         return cv2.resize(rgb, (out_w, out_h), interpolation=cv2.INTER_AREA if out_w < w else cv2.INTER_LINEAR)
 
     def process(self, rgb: np.ndarray, frame_id: str, info: InfoStatus, waited_s: float = float("inf"),
-                reference: Optional[np.ndarray] = None) -> FrameResult:
+                reference: Optional[np.ndarray] = None, pose: Optional[np.ndarray] = None) -> FrameResult:
         """One frame. ``rgb``: H x W x 3 uint8 at the input size; ``info``: its CameraInfo status;
         ``waited_s``: time since the first image (for the CameraInfo timeout; offline: inf);
-        ``reference``: metric depth of the same frame for models that align to one.
+        ``reference``: metric depth of the same frame for models that align to one;
+        ``pose``: 4x4 world-from-optical pose of the camera at this frame (scale stabilisation ``odometry``).
 
         Raises ``FrameSkipped`` (with a one-line reason) when the frame gives no output.
         """
@@ -174,6 +249,10 @@ class FrameProcessor:
         kwargs = {}
         if caps.metric_reference and reference is not None:
             kwargs["reference"] = reference
+        state = self.cameras.setdefault(frame_id, CameraState())
+        head = self._head(cfg, state)
+        if head is not None:
+            self.model.set_domain(head)
         c2 = time.thread_time()
         try:
             pred = self.model.infer(rgb_p, f_px=f_px, **kwargs)
@@ -191,6 +270,12 @@ class FrameProcessor:
             focal = pred.focal_px * w / out_w if pred.focal_px is not None else None
             camera_in = self.resolver.add_model_sample(plan, focal)
         warnings: List[Tuple[str, str]] = []
+        events: List[Tuple[str, str]] = []
+        switches = self._route(cfg, state, frame_id, pred, events)
+        camera = camera_in.scaled(out_w, out_h)
+        scale = None
+        if cfg.scale_stabilization != "off":
+            depth, scale = self._stabilize(cfg, state, frame_id, depth, camera, pose, events)
         confidence = None
         if pred.confidence is not None:
             confidence = _as_image(pred.confidence, "confidence")
@@ -200,9 +285,9 @@ class FrameProcessor:
                                  f"{np.shape(pred.confidence)}; no confidence is output"))
         timings = {"resize": t1 - t0, "intrinsics": t2 - t1, "inference": t3 - t2, "inference_cpu": c3 - c2,
                    "estimator": (t2 - t1) if plan.source != CAMERA_INFO else 0.0}
-        return FrameResult(depth, confidence, camera_in.scaled(out_w, out_h), rgb_p, cfg, plan.source,
-                           plan.reason, pred.domain, pred.domain_confidence, timings, warnings)
+        return FrameResult(depth, confidence, camera, rgb_p, cfg, plan.source, plan.reason, pred.domain,
+                           pred.domain_confidence, timings, warnings, events, scale, switches)
 
 
-__all__ = ["CLOUD_MODES", "FrameProcessor", "FrameResult", "FrameSkipped", "PipelineConfig", "cloud_points",
-           "problem_key", "valid_depth"]
+__all__ = ["CLOUD_MODES", "DOMAIN_MODES", "SCALE_MODES", "CameraState", "FrameProcessor", "FrameResult",
+           "FrameSkipped", "PipelineConfig", "cloud_points", "problem_key", "valid_depth"]

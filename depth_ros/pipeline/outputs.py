@@ -13,12 +13,14 @@ IMAGE = "sensor_msgs/msg/Image"
 COMPRESSED_IMAGE = "sensor_msgs/msg/CompressedImage"
 CAMERA_INFO = "sensor_msgs/msg/CameraInfo"
 POINTCLOUD2 = "sensor_msgs/msg/PointCloud2"
+ODOMETRY = "nav_msgs/msg/Odometry"
 
 # inputs of depth_node
 IMAGE_TOPIC = "image"
 COMPRESSED_SUFFIX = "/compressed"
 CAMERA_INFO_TOPIC = "camera_info"
 METRIC_REFERENCE_TOPIC = "metric_reference"
+ODOMETRY_TOPIC = "odom"
 DIAGNOSTICS_TOPIC = "/diagnostics"
 
 
