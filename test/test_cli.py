@@ -403,3 +403,37 @@ def test_bag_failure_before_any_frame_leaves_no_output(tmp_path, capsys):
     line = _one_line_error(*run(capsys, "bag", src, dst, "--image-topic", "/cam/image_raw", "--hfov", 60,
                                 "--cloud-stride", 0, *TINY_ZOE)[::2])
     assert "--cloud-stride" in line and not dst.exists()
+
+
+def _odometry_msg(stamp, x):
+    ts = M.ROSBAGS
+    point = ts.cls("geometry_msgs/msg/Point")(x=float(x), y=0.0, z=0.0)
+    quat = ts.cls("geometry_msgs/msg/Quaternion")(x=0.0, y=0.0, z=0.0, w=1.0)
+    pose = ts.cls("geometry_msgs/msg/PoseWithCovariance")(pose=ts.cls("geometry_msgs/msg/Pose")(
+        position=point, orientation=quat), covariance=np.zeros(36))
+    vec = ts.cls("geometry_msgs/msg/Vector3")
+    twist = ts.cls("geometry_msgs/msg/TwistWithCovariance")(twist=ts.cls("geometry_msgs/msg/Twist")(
+        linear=vec(x=0.0, y=0.0, z=0.0), angular=vec(x=0.0, y=0.0, z=0.0)), covariance=np.zeros(36))
+    return ts.cls("nav_msgs/msg/Odometry")(header=M.make_header(stamp, "odom", kit=ts), child_frame_id="base_link",
+                                            pose=pose, twist=twist)
+
+
+def test_bag_scale_stabilization_with_odometry(tmp_path, capsys):
+    src, dst = tmp_path / "in", tmp_path / "out"
+    topic, _ = make_bag(src, n=3)
+    line = _one_line_error(*run(capsys, "bag", src, tmp_path / "x", "--image-topic", topic,
+                                "--scale-stabilization", "odometry", *TINY_ZOE)[::2])
+    assert "--odometry-topic" in line and "none" in line
+    src2 = tmp_path / "in2"
+    cam, frames = load_frames(limit=3)
+    with bagio.BagWriter(src2) as w:
+        for i, f in enumerate(frames):
+            t = T0 + i * 100_000_000
+            h = M.make_header(t, "cam_optical", kit=M.ROSBAGS)
+            w.write("/odom", _odometry_msg(t, 0.05 * i), t)
+            w.write("/cam/camera_info", M.camera_info_msg(cam, h, kit=M.ROSBAGS), t + 1)
+            w.write("/cam/image_raw", M.array_to_image_msg(f.rgb, "rgb8", h, kit=M.ROSBAGS), t + 2)
+    code, stdout, err = run(capsys, "bag", src2, dst, "--image-topic", "/cam/image_raw",
+                            "--scale-stabilization", "odometry", *TINY_ZOE)
+    assert code == 0, err
+    assert bagio.bag_summary(dst)["/cam/depth/image"][1] == 3

@@ -477,3 +477,30 @@ def test_different_problems_are_each_logged_at_once(ros, make):
     assert len(errs) == 2, errs  # the repeated "short" problem is throttled, "empty" is not
     assert "step*height" in errs[0] and "zero size" in errs[1]
     ros.node.destroy_subscription(rosout.sub)
+
+
+def test_scale_stabilization_uses_odometry_at_the_image_stamp(ros, make):
+    from nav_msgs.msg import Odometry
+
+    h = make(scale_stabilization="odometry", **{"model_config.ramp": 2.0})
+    (depth_col,) = h.collect("depth/image")
+    odom = ros.publisher(Odometry, f"{h.ns}/odom")
+    assert ru.wait_for(lambda: odom.get_subscription_count() > 0, 5.0), "odometry subscription"
+    diag_col = ros.collect(DiagnosticArray, "/diagnostics")
+    try:
+        for i in range(8):
+            st = h.stamp()
+            m = Odometry()
+            m.header.stamp = st
+            m.header.frame_id = "odom"
+            m.pose.pose.position.x = 0.01 * i  # moving forward slowly
+            m.pose.pose.orientation.w = 1.0
+            odom.publish(m)  # the image's stamp follows within milliseconds: within the pose buffer's tolerance
+            time.sleep(0.02)
+            sent = h.send(image=ru.image_msg(64, 48, frame_id="cam", seed=i))
+            assert ru.wait_for(lambda s=sent: h.by_stamp("depth/image", s) is not None, 5.0), f"frame {i}"
+        _, values = _diag_for(diag_col, h.node, lambda v: v.get("scale_state") == "tracking", timeout=5.0)
+        assert values["scale_stabilization"] == "odometry" and float(values["scale_applied"]) > 0
+        assert float(values["scale_fit_overlap"]) > 0.2
+    finally:
+        ros.node.destroy_subscription(diag_col.sub)
