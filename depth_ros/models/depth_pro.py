@@ -53,7 +53,7 @@ from depth_ros.models.weights import WeightsError, WeightsSpec, load_state_dict,
 
 __all__ = [
     "DEPTH_PRO_WEIGHTS", "FOV_RANGE_DEG", "VIT_PRESETS", "ViTPreset", "DepthProConfig", "DepthProNet",
-    "DepthPro", "checkpoint_filter_fn", "convert_hf_state_dict", "fov_to_focal", "recut_vit",
+    "DepthPro", "FP32_MODULES", "checkpoint_filter_fn", "convert_hf_state_dict", "fov_to_focal", "recut_vit",
     "hf_config", "create_depth_pro_net", "depth_pro",
 ]
 
@@ -77,6 +77,11 @@ INVERSE_DEPTH_RANGE = (1e-4, 1e4)
 #: ``DepthPrediction.confidence`` from their disagreement (``depth_ros.core.confidence.flip_confidence``);
 #: "none" runs the image alone (no confidence). The network has no uncertainty output of its own.
 CONFIDENCE_MODES = ("flip", "none")
+#: Sub-modules that stay float32 when the network runs in bfloat16 / float16 (``DepthProNet.set_precision``):
+#: the last two head convolutions (``head.2`` 3x3 and ``head.4`` 1x1, at full resolution) and the FOV
+#: network after its ViT (``fov.encoder.1`` token projection, ``fov.downsample``, ``fov.head``). The three
+#: ViTs, the upsampling blocks, the decoder and the first head layers run in the requested dtype.
+FP32_MODULES = ("head.2", "head.4", "fov.encoder.1", "fov.downsample", "fov.head")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -423,11 +428,13 @@ class FOVNetwork(nn.Module):
 
     def forward(self, x_lowres: torch.Tensor, lowres_feature: torch.Tensor) -> torch.Tensor:
         """x_lowres: the input image at S/4 (backbone size); lowres_feature: (B, dec, 2g, 2g)."""
-        vit = self.encoder[0]
-        tokens = self.encoder[1](vit.forward_features(x_lowres))[:, vit.num_prefix_tokens:]
-        feat = self.downsample(lowres_feature)
-        feat = tokens.transpose(1, 2).reshape(feat.shape) + feat
-        return self.head(feat)
+        vit, linear = self.encoder
+        # the ViT runs in the network's dtype; from its tokens on, the parts named in FP32_MODULES run in
+        # the dtype of their own weights (float32 after ``DepthProNet.set_precision``)
+        tokens = linear(vit.forward_features(x_lowres).to(linear.weight.dtype))[:, vit.num_prefix_tokens:]
+        feat = self.downsample(lowres_feature.to(self.downsample[0].weight.dtype))
+        feat = tokens.transpose(1, 2).reshape(feat.shape).to(feat.dtype) + feat
+        return self.head(feat.to(self.head[0].weight.dtype))
 
 
 class DepthProNet(nn.Module):
@@ -464,6 +471,29 @@ class DepthProNet(nn.Module):
     def img_size(self) -> int:
         return self.config.img_size
 
+    def set_precision(self, dtype: Union[str, torch.dtype]) -> "DepthProNet":
+        """Cast the network to ``dtype`` except the parts named in ``FP32_MODULES``, which stay float32.
+
+        Those are cheap next to the ViTs but set the output precision: in bfloat16 the FOV head would
+        round the field of view to 0.25 deg steps near 60 deg (the input-dependent part of the estimate
+        is lost, and every metric depth is rescaled by it), and the last head convolutions would round
+        the canonical inverse depth to 8 significant bits.
+        """
+        dt = resolve_dtype(dtype)
+        self.to(dt)
+        if dt != torch.float32:
+            for name in FP32_MODULES:
+                if self.fov is None and name.startswith("fov."):
+                    continue
+                self.get_submodule(name).float()
+        return self
+
+    def _run_head(self, features: torch.Tensor) -> torch.Tensor:
+        """Canonical inverse depth from the decoder features; from ``head.2`` on in its weights' dtype."""
+        x = self.head[1](self.head[0](features))
+        x = x.to(self.head[2].weight.dtype)
+        return self.head[5](self.head[4](self.head[3](self.head[2](x))))
+
     def _check_input(self, x: torch.Tensor) -> None:
         s = self.img_size
         if x.ndim != 4 or x.shape[1] != 3 or x.shape[-2] != s or x.shape[-1] != s:
@@ -476,7 +506,7 @@ class DepthProNet(nn.Module):
         """``compute_fov=False`` skips the FOV branch (returns None), e.g. when f_px is known."""
         self._check_input(x)
         features, lowres = self.decoder(self.encoder(x))
-        inverse_depth = self.head(features)
+        inverse_depth = self._run_head(features)
         fov_deg = None
         if compute_fov and self.fov is not None:
             fov_deg = self.fov(self._lowres_image(x), lowres.detach())
@@ -680,7 +710,7 @@ class DepthPro(DepthModel):
         super().__init__(net=None, device=device, dtype=dtype)
         self.confidence_mode = confidence
         self.config = net.config
-        self.net = net.to(device=self.device, dtype=self.dtype).eval()
+        self.net = net.to(device=self.device).set_precision(self.dtype).eval()
         self.capabilities = Capabilities(estimates_focal=net.fov is not None, confidence=confidence != "none")
         self._forward = self.net
         self._forward_fov = self.net.forward_fov
@@ -691,7 +721,7 @@ class DepthPro(DepthModel):
 
     @property
     def img_size(self) -> int:
-        return self.net.img_size
+        return self.config.img_size
 
     def preprocess(self, rgb: np.ndarray) -> torch.Tensor:
         """H x W x 3 uint8 RGB -> 1 x 3 x S x S in [-1, 1], model dtype, on the model's device."""
@@ -704,7 +734,7 @@ class DepthPro(DepthModel):
     def infer(self, rgb: np.ndarray, f_px: FocalLike = None) -> DepthPrediction:
         check_rgb(rgb)
         focal = focal_to_float(f_px)
-        if focal is None and self.net.fov is None:
+        if focal is None and not self.capabilities.estimates_focal:
             raise ValueError("Depth Pro was built with use_fov=False: pass f_px (focal length in pixels)")
         h, w = rgb.shape[:2]
         x = self.preprocess(rgb)
@@ -730,7 +760,7 @@ class DepthPro(DepthModel):
 
     def estimate_focal(self, rgb: np.ndarray) -> float:
         """Focal length in pixels for this image's width, from the FOV head only (~3 ViT passes)."""
-        if self.net.fov is None:
+        if not self.capabilities.estimates_focal:
             raise ValueError("Depth Pro was built with use_fov=False: it cannot estimate the focal length")
         x = self.preprocess(rgb)
         with torch.inference_mode():
@@ -739,7 +769,7 @@ class DepthPro(DepthModel):
 
     def estimate_fov(self, rgb: np.ndarray) -> float:
         """Raw predicted horizontal FOV in degrees (unclamped)."""
-        if self.net.fov is None:
+        if not self.capabilities.estimates_focal:
             raise ValueError("Depth Pro was built with use_fov=False: it has no FOV head")
         x = self.preprocess(rgb)
         with torch.inference_mode():
@@ -764,11 +794,11 @@ def create_depth_pro_net(config: DepthProConfig, weights=None, device: Union[str
     if isinstance(weights, str) and weights == "random":
         with dev:  # initialise directly on the target device (fast on CUDA)
             net = DepthProNet(config, timm_pretrained=timm_pretrained)
-        return net.to(device=dev, dtype=dt).eval()
+        return net.to(device=dev).set_precision(dt).eval()
     path = resolve_weights(weights, DEPTH_PRO_WEIGHTS, allow_download=allow_download)
     with torch.device("meta"):
         net = DepthProNet(config)
-    net = net.to_empty(device=dev).to(dt)
+    net = net.to_empty(device=dev).set_precision(dt)
     load_depth_pro_weights(net, path)
     return net.eval()
 

@@ -217,11 +217,22 @@ class BeitDPT(nn.Module):
         key = (gh, gw, dtype, str(device), tuple((t.data_ptr(), t._version) for t in tables))
         if use_cache and key in self._bias_cache:
             return self._bias_cache[key]
+        biases = self.build_rel_pos_biases(gh, gw, dtype, device, pad=device.type == "cuda")
+        if use_cache:
+            while len(self._bias_cache) >= 2:
+                self._bias_cache.pop(next(iter(self._bias_cache)))
+            self._bias_cache[key] = biases
+        return biases
+
+    def build_rel_pos_biases(self, gh: int, gw: int, dtype: torch.dtype, device: torch.device,
+                             pad: bool = False) -> List[torch.Tensor]:
+        """The per-block biases of ``rel_pos_biases``, computed from the tables (no cache; traceable, used
+        by the ONNX export). ``pad``: pad the key dimension to a multiple of 16 (CUDA) so that fused
+        attention kernels take the bias as a strided view instead of copying it into an aligned buffer."""
+        tables = [blk.attn.relative_position_bias_table for blk in self.pretrained.model.blocks[: self.hooks[-1] + 1]]
         index = relative_position_index(gh, gw, device=tables[0].device).view(-1)
         n = gh * gw + 1
-        # On CUDA, pad the key dimension to a multiple of 16 so that fused attention kernels take the bias
-        # as a strided view instead of copying it into an aligned buffer on every call.
-        n_pad = (n + 15) // 16 * 16 if device.type == "cuda" else n
+        n_pad = (n + 15) // 16 * 16 if pad else n
         biases = []
         for table in tables:
             t = resample_rel_pos_table(table, self.train_window, gh, gw)     # rows x heads
@@ -231,10 +242,6 @@ class BeitDPT(nn.Module):
                 padded[..., :n] = bias
                 bias = padded[..., :n]
             biases.append(bias)
-        if use_cache:
-            while len(self._bias_cache) >= 2:
-                self._bias_cache.pop(next(iter(self._bias_cache)))
-            self._bias_cache[key] = biases
         return biases
 
     # -- forward ------------------------------------------------------------------------------

@@ -105,6 +105,13 @@ def network_size(h: int, w: int, img_size: Sequence[int] = (384, 512), keep_aspe
     return max(nh, multiple), max(nw, multiple)
 
 
+def resize_input(x: torch.Tensor, size: Sequence[int]) -> torch.Tensor:
+    """Resize a B x 3 x H x W [0, 1] batch to the network size (bilinear, align_corners=True, official)."""
+    if tuple(x.shape[-2:]) == tuple(size):
+        return x
+    return F.interpolate(x, size=tuple(size), mode="bilinear", align_corners=True)
+
+
 class DepthCore(nn.Module):
     """Pre-processing + MiDaS DPT (the official ``MidasCore``; the DPT itself lives in ``.core``)."""
 
@@ -120,9 +127,7 @@ class DepthCore(nn.Module):
 
     def prepare(self, x: torch.Tensor) -> torch.Tensor:
         """[0, 1] RGB -> resized (bilinear, align_corners=True) and normalised to [-1, 1] (mean = std = 0.5)."""
-        size = self.network_size(x.shape[-2], x.shape[-1])
-        if tuple(x.shape[-2:]) != size:
-            x = F.interpolate(x, size=size, mode="bilinear", align_corners=True)
+        x = resize_input(x, self.network_size(x.shape[-2], x.shape[-1]))
         return (x - 0.5) / 0.5
 
     def forward(self, x: torch.Tensor) -> DPTFeatures:
@@ -326,6 +331,34 @@ class PatchTransformer(nn.Module):
         return e
 
 
+def head_indices(head_names: Sequence[str], domain, logits: Optional[torch.Tensor], batch: int) -> List[int]:
+    """Per-image head index: ``domain`` None/"auto" (router argmax, first head without a router),
+    "indoor"/"outdoor"/"nyu"/"kitti", a head index, or a per-image sequence of those."""
+    if domain is None or (isinstance(domain, str) and domain == "auto"):
+        if logits is None:
+            return [0] * batch
+        return logits.argmax(dim=1).tolist()
+    if isinstance(domain, (str, int)):
+        domain = [domain] * batch
+    if isinstance(domain, torch.Tensor):
+        domain = domain.tolist()
+    if len(domain) != batch:
+        raise ValueError(f"domain has {len(domain)} entries for a batch of {batch}")
+    out = []
+    for d in domain:
+        if isinstance(d, str):
+            name = _HEAD_OF_DOMAIN.get(d)
+            if name not in head_names:
+                raise ValueError(f"domain '{d}' is not available in this ZoeDepth model "
+                                 f"(heads: {', '.join(DOMAINS[n] for n in head_names)})")
+            out.append(list(head_names).index(name))
+        else:
+            if not 0 <= int(d) < len(head_names):
+                raise ValueError(f"head index {d} out of range")
+            out.append(int(d))
+    return out
+
+
 # ---------------------------------------------------------------------------------------------
 # The network
 # ---------------------------------------------------------------------------------------------
@@ -410,29 +443,7 @@ class ZoeDepthNet(nn.Module):
 
     def head_indices(self, domain, logits: Optional[torch.Tensor], batch: int) -> List[int]:
         """Per-image head index from ``domain`` (see class docstring) and the router logits."""
-        if domain is None or (isinstance(domain, str) and domain == "auto"):
-            if logits is None:
-                return [0] * batch
-            return logits.argmax(dim=1).tolist()
-        if isinstance(domain, (str, int)):
-            domain = [domain] * batch
-        if isinstance(domain, torch.Tensor):
-            domain = domain.tolist()
-        if len(domain) != batch:
-            raise ValueError(f"domain has {len(domain)} entries for a batch of {batch}")
-        out = []
-        for d in domain:
-            if isinstance(d, str):
-                name = _HEAD_OF_DOMAIN.get(d)
-                if name not in self.head_names:
-                    raise ValueError(f"domain '{d}' is not available in ZoeDepth-{self.variant.upper()} "
-                                     f"(heads: {', '.join(DOMAINS[n] for n in self.head_names)})")
-                out.append(self.head_names.index(name))
-            else:
-                if not 0 <= int(d) < len(self.head_names):
-                    raise ValueError(f"head index {d} out of range")
-                out.append(int(d))
-        return out
+        return head_indices(self.head_names, domain, logits, batch)
 
     def _head(self, name: str, bott: torch.Tensor, r4, r3, r2, r1, out_conv, rel_depth,
               return_probs: bool, return_confidence: bool) -> Dict[str, torch.Tensor]:
@@ -794,47 +805,70 @@ class ZoeDepth(DepthModel):
         net = self.net
         b, _, h, w = x.shape
         domain = self._domain  # read once: the node may change it from another thread
-        if self.pad_input:
-            ph = min(int(math.sqrt(h / 2) * 3), h - 1)
-            pw = min(int(math.sqrt(w / 2) * 3), w - 1)
-            x = F.pad(x, (pw, pw, ph, ph), mode="reflect")
-        else:
-            ph = pw = 0
-        xs = torch.cat([x, torch.flip(x, dims=[3])]) if self.flip_aug else x
+        xs, pads = pad_and_flip(x, self.pad_input, self.flip_aug)
         feats = net.features(xs)            # the DPT runs in self.dtype (weights converted, no autocast)
         bott, logits = net.route(feats)
-        probs = None
-        if logits is not None:
-            # With flip_aug both passes of an image use the head chosen from their mean logits.
-            img_logits = (logits[:b] + logits[b:]) / 2 if self.flip_aug else logits
-            probs = torch.softmax(img_logits, dim=1)
-            idx = net.head_indices(None if domain == "auto" else domain, img_logits, b)
-        else:
-            idx = net.head_indices(None if domain == "auto" else domain, None, b)
+        img_logits = image_logits(logits, b, self.flip_aug)
+        idx = net.head_indices(None if domain == "auto" else domain, img_logits, b)
         out = net.metric_heads(feats, bott, idx * 2 if self.flip_aug else idx, return_confidence=True)
-        depth, conf = out["metric_depth"], out["confidence"]
-        if self.flip_aug:
-            depth = (depth[:b] + torch.flip(depth[b:], dims=[3])) / 2
-            conf = (conf[:b] + torch.flip(conf[b:], dims=[3])) / 2
-        hp, wp = h + 2 * ph, w + 2 * pw
-        if depth.shape[-2:] != (hp, wp):
-            depth = F.interpolate(depth, size=(hp, wp), mode="bicubic", align_corners=False)
-            conf = F.interpolate(conf, size=(hp, wp), mode="bilinear", align_corners=False)
-        depth = depth[:, 0, ph:ph + h, pw:pw + w].clamp_min(1e-3)   # bicubic can undershoot near edges
-        conf = conf[:, 0, ph:ph + h, pw:pw + w].clamp(0, 1)
-        depth_np = depth.float().cpu().numpy()
-        conf_np = conf.float().cpu().numpy()
-        preds = []
-        for i in range(b):
-            name = net.head_names[idx[i]]
-            dconf = float(probs[i, idx[i]]) if probs is not None else 1.0
-            preds.append(DepthPrediction(depth=np.ascontiguousarray(depth_np[i], dtype=np.float32),
-                                         confidence=np.ascontiguousarray(conf_np[i], dtype=np.float32),
-                                         focal_px=None, focal_source=None, domain=DOMAINS[name],
-                                         domain_confidence=dconf,
-                                         domain_logits=(None if logits is None else
-                                                        (float(img_logits[i, 0]), float(img_logits[i, 1])))))
-        return preds
+        return to_predictions(out["metric_depth"], out["confidence"], img_logits, idx, net.head_names, (h, w), pads,
+                              self.flip_aug)
+
+
+# ---------------------------------------------------------------------------------------------
+# Pre/post-processing around the network (shared by the PyTorch and the ONNX Runtime backends)
+# ---------------------------------------------------------------------------------------------
+def pad_and_flip(x: torch.Tensor, pad_input: bool, flip_aug: bool) -> Tuple[torch.Tensor, Tuple[int, int]]:
+    """B x 3 x H x W [0, 1] -> the batch the network sees (before resizing) and the (top, left) padding:
+    reflect padding (``pad_input``) and, with ``flip_aug``, the mirrored images appended (2B images)."""
+    h, w = x.shape[-2:]
+    if pad_input:
+        ph = min(int(math.sqrt(h / 2) * 3), h - 1)
+        pw = min(int(math.sqrt(w / 2) * 3), w - 1)
+        x = F.pad(x, (pw, pw, ph, ph), mode="reflect")
+    else:
+        ph = pw = 0
+    return (torch.cat([x, torch.flip(x, dims=[3])]) if flip_aug else x), (ph, pw)
+
+
+def image_logits(logits: Optional[torch.Tensor], batch: int, flip_aug: bool) -> Optional[torch.Tensor]:
+    """Router logits per image: with ``flip_aug`` the mean of an image's two passes (both then use one head)."""
+    if logits is None:
+        return None
+    return (logits[:batch] + logits[batch:]) / 2 if flip_aug else logits
+
+
+def to_predictions(depth: torch.Tensor, conf: torch.Tensor, img_logits: Optional[torch.Tensor], idx: Sequence[int],
+                   head_names: Sequence[str], size: Tuple[int, int], pads: Tuple[int, int],
+                   flip_aug: bool) -> List[DepthPrediction]:
+    """Network-resolution depth/confidence (B or 2B x 1 x h x w, each image through head ``idx[i]``) ->
+    one ``DepthPrediction`` per image at ``size`` (flip average, resize, crop of the padding)."""
+    h, w = size
+    ph, pw = pads
+    b = len(idx)
+    probs = torch.softmax(img_logits.float(), dim=1) if img_logits is not None else None
+    if flip_aug:
+        depth = (depth[:b] + torch.flip(depth[b:], dims=[3])) / 2
+        conf = (conf[:b] + torch.flip(conf[b:], dims=[3])) / 2
+    hp, wp = h + 2 * ph, w + 2 * pw
+    if depth.shape[-2:] != (hp, wp):
+        depth = F.interpolate(depth, size=(hp, wp), mode="bicubic", align_corners=False)
+        conf = F.interpolate(conf, size=(hp, wp), mode="bilinear", align_corners=False)
+    depth = depth[:, 0, ph:ph + h, pw:pw + w].clamp_min(1e-3)   # bicubic can undershoot near edges
+    conf = conf[:, 0, ph:ph + h, pw:pw + w].clamp(0, 1)
+    depth_np = depth.float().cpu().numpy()
+    conf_np = conf.float().cpu().numpy()
+    preds = []
+    for i in range(b):
+        name = head_names[idx[i]]
+        dconf = float(probs[i, idx[i]]) if probs is not None else 1.0
+        preds.append(DepthPrediction(depth=np.ascontiguousarray(depth_np[i], dtype=np.float32),
+                                     confidence=np.ascontiguousarray(conf_np[i], dtype=np.float32),
+                                     focal_px=None, focal_source=None, domain=DOMAINS[name],
+                                     domain_confidence=dconf,
+                                     domain_logits=(None if img_logits is None else
+                                                    (float(img_logits[i, 0]), float(img_logits[i, 1])))))
+    return preds
 
 
 def _factory(variant):
