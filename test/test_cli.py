@@ -437,3 +437,23 @@ def test_bag_scale_stabilization_with_odometry(tmp_path, capsys):
                             "--scale-stabilization", "odometry", *TINY_ZOE)
     assert code == 0, err
     assert bagio.bag_summary(dst)["/cam/depth/image"][1] == 3
+
+
+@pytest.mark.slow
+def test_infer_and_bag_with_marigold(tmp_path, capsys):
+    from depth_ros.models.marigold import tiny_test_kwargs
+
+    kw = tiny_test_kwargs(tmp_path / "mg")
+    opts = ["--model", "marigold", "--weights", kw.pop("weights"), "--device", "cpu"]
+    for k, v in kw.items():
+        opts += ["--model-arg", f"{k}={v!r}" if isinstance(v, (str, dict)) else f"{k}={v}"]
+    out = tmp_path / "out"
+    code, stdout, err = run(capsys, "infer", ROOM, "--out", out, "--hfov", 60, "--no-side", "-q", *opts)
+    assert code == 0, err
+    rec = json.loads((out / "summary.json").read_text())["frames_detail"][0]
+    assert rec["files"].get("confidence_png") and rec["valid_fraction"] > 0
+    src, dst = tmp_path / "in", tmp_path / "bag_out"
+    topic, _ = make_bag(src, n=2)
+    code, stdout, err = run(capsys, "bag", src, dst, "--image-topic", topic, "-q", *opts)
+    assert code == 0, err
+    assert bagio.bag_summary(dst)["/cam/depth/image"][1] == 2

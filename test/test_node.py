@@ -504,3 +504,43 @@ def test_scale_stabilization_uses_odometry_at_the_image_stamp(ros, make):
         assert float(values["scale_fit_overlap"]) > 0.2
     finally:
         ros.node.destroy_subscription(diag_col.sub)
+
+
+@pytest.mark.slow
+def test_marigold_end_to_end_with_a_metric_reference_topic(ros, make, tmp_path):
+    """The tiny random Marigold pipeline in the node, aligned to depth arriving on 'metric_reference'."""
+    from depth_ros.models.marigold import tiny_test_kwargs
+
+    kw = tiny_test_kwargs(tmp_path)
+    params = {"model": "marigold", "weights": kw.pop("weights"), "camera_info_timeout": 0.0}
+    for k, v in kw.items():
+        if isinstance(v, dict):
+            params.update({f"model_config.{k}.{kk}": vv for kk, vv in v.items()})
+        else:
+            params[f"model_config.{k}"] = v
+    h = make(**params)
+    (depth_col, conf_col) = h.collect("depth/image", "depth/confidence")
+    ref_pub = ros.publisher(Image, f"{h.ns}/metric_reference")
+    assert ru.wait_for(lambda: ref_pub.get_subscription_count() > 0, 5.0)
+    diag_col = ros.collect(DiagnosticArray, "/diagnostics")
+    try:
+        ramp = np.broadcast_to(np.linspace(1.0, 4.0, 64, dtype=np.float32), (48, 64)).copy()
+        for i in range(3):
+            st = h.stamp()
+            ref_pub.publish(msgs.array_to_image_msg(ramp, "32FC1", msgs.make_header(
+                st.sec * 10 ** 9 + st.nanosec, "cam")))
+            time.sleep(0.05)
+            img = ru.image_msg(64, 48, frame_id="cam", seed=i)
+            img.header.stamp = st
+            h.info_pub.publish(ru.camera_info_msg(64, 48, 50.0, frame_id="cam", stamp=st))
+            time.sleep(0.02)
+            h.image_pub.publish(img)
+            assert ru.wait_for(lambda st=st: h.by_stamp("depth/image", st) is not None, 60.0), f"frame {i}"
+        depth = msgs.image_msg_to_array(h.by_stamp("depth/image", st))
+        assert np.isfinite(depth).any()
+        conf = msgs.image_msg_to_array(conf_col.last)
+        assert conf.shape == (48, 64) and np.nanstd(conf) > 0  # never a constant image
+        _, values = _diag_for(diag_col, h.node, lambda v: "model_reference_source" in v, timeout=10.0)
+        assert values["model_reference_source"] == "given"
+    finally:
+        ros.node.destroy_subscription(diag_col.sub)

@@ -7,12 +7,14 @@ are built by ``depth_ros.msgs``; parameters are specified in ``params`` and decl
 """
 from __future__ import annotations
 
+import functools
 import threading
 import time
 import traceback
 from typing import Any, List, Optional, Sequence
 
 from diagnostic_msgs.msg import DiagnosticArray
+from rclpy.duration import Duration
 from rclpy.node import Node
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
 
@@ -21,6 +23,7 @@ from depth_ros.core.camera import CameraInfoError
 from depth_ros.models.base import DepthModel, UserModel
 from depth_ros.node import diagnostics as diag
 from depth_ros.node import params as P
+from depth_ros.node.publisher import OutputPublisher
 from depth_ros.node.ros_params import StartupError, declare, updated
 from depth_ros.node.stats import FrameStats
 from depth_ros.node.worker import LatestFrameWorker
@@ -50,6 +53,8 @@ class DepthNode(Node):
     def __init__(self, node_name: str = NODE_NAME, *, model: Any = None, **node_kwargs):
         super().__init__(node_name, **node_kwargs)
         self._worker: Optional[LatestFrameWorker] = None
+        self._out: Optional[OutputPublisher] = None
+        self._stall_log = diag.ProblemLog(period_s=10.0)
         self._closing = False
         try:
             self._setup(model)
@@ -94,10 +99,17 @@ class DepthNode(Node):
         self._mount = base_from_camera(list(v["camera_mount"]))
         self._odom_sub = None
         self._update_odometry_subscription()
+        self._references: dict = {}  # stamp ns -> metric reference depth message (models that align to one)
+        if self.model.capabilities.metric_reference:
+            self.create_subscription(self._msg_class(O.IMAGE), O.METRIC_REFERENCE_TOPIC, self._on_reference,
+                                     self._in_qos)
         compressed = v["image_transport"] == "compressed"
         self._image_type = self._msg_class(O.COMPRESSED_IMAGE if compressed else O.IMAGE)
         self._image_topic = self._resolve(O.IMAGE_TOPIC) + (O.COMPRESSED_SUFFIX if compressed else "")
         self._info_topic = self._resolve(O.CAMERA_INFO_TOPIC)
+        # publish() runs on its own thread: a stalled RELIABLE subscriber never blocks the worker
+        self._out = OutputPublisher(self._publish_one, all_acked=self._all_acked,
+                                    on_error=self._on_publish_error).start()
         self._worker = LatestFrameWorker(self._process, on_error=self._on_worker_error).start()
         self.add_on_set_parameters_callback(self._on_set_parameters)
         self.create_timer(_LAZY_CHECK_PERIOD_S, self._update_input_subscription)
@@ -215,6 +227,25 @@ class DepthNode(Node):
         with self._infos_lock:
             self._poses.add(msgs.stamp_ns(msg.header), pose)
 
+    def _on_reference(self, msg) -> None:
+        with self._infos_lock:
+            self._references[msgs.stamp_ns(msg.header)] = msg
+            while len(self._references) > 16:
+                del self._references[next(iter(self._references))]
+
+    def _reference_for(self, stamp_ns: int):
+        """The metric reference depth with the image's stamp (None: none arrived)."""
+        with self._infos_lock:
+            msg = self._references.get(stamp_ns)
+        if msg is None:
+            return None
+        try:
+            return msgs.depth_from_image_msg(msg)
+        except ValueError as exc:
+            self._warn_once("reference:" + diag.problem_key(str(exc)),
+                            f"ignoring a metric reference on '{O.METRIC_REFERENCE_TOPIC}': {exc}")
+            return None
+
     def _on_camera_info(self, msg) -> None:
         try:
             result = msgs.camera_from_info_msg(msg)
@@ -258,7 +289,7 @@ class DepthNode(Node):
         t = {"start": time.perf_counter()}
         c0 = time.thread_time()
         try:
-            rgb = msgs.msg_to_rgb8(msg)
+            rgb = msgs.msg_to_rgb8(msg, max_pixels=self._values["max_image_pixels"] or None)
         except (ValueError, TypeError) as exc:
             self._problem("image:" + diag.problem_key(str(exc)), f"frame skipped: bad image on '{self._image_topic}' "
                           f"({getattr(msg, 'encoding', getattr(msg, 'format', '?'))}, {getattr(msg, 'width', '?')}x"
@@ -275,6 +306,7 @@ class DepthNode(Node):
             base = self._poses.at(stamp_ns)
         try:
             res = self.processor.process(rgb, msg.header.frame_id, info, time.monotonic() - self._first_image_time,
+                                         reference=self._reference_for(stamp_ns),
                                          pose=None if base is None else base @ self._mount)
         except FrameSkipped as exc:
             if exc.waiting:
@@ -291,16 +323,15 @@ class DepthNode(Node):
             line = self._notes.report(key, text)
             if line:
                 self.get_logger().info(line)
-        publish_s = self._publish_outputs(res, msg.header, wanted)
+        publish_s = self._publish_outputs(res, msg.header, wanted, stamp_ns)
         t["published"] = time.perf_counter()
         cpu = time.thread_time() - c0 - res.timings["inference_cpu"] if res.source == "camera_info" else None
         self.stats.record(res, t, cpu, publish_s, t["published"] - t_recv)
-        if stamp_ns:
-            self.stats.age_ms.add((self.get_clock().now().nanoseconds - stamp_ns) / 1e6)
 
-    def _publish_outputs(self, res, header, wanted: Sequence[str]) -> float:
-        """Build and publish the wanted outputs of one frame; returns the seconds spent in publish()."""
-        spent = 0.0
+    def _publish_outputs(self, res, header, wanted: Sequence[str], stamp_ns: int = 0) -> float:
+        """Build the wanted outputs of one frame and hand them to the publishing thread (``publisher.py``);
+        returns the seconds the hand-off took (the worker never waits in publish())."""
+        messages = []
         for o in O.OUTPUTS:
             if o.topic not in wanted:
                 continue
@@ -308,10 +339,28 @@ class DepthNode(Node):
             if message is None:
                 self._warn_once("no_conf", f"model {self._model_name} gives no confidence; '{o.topic}' stays silent")
                 continue
-            t0 = time.perf_counter()
-            self._pubs[o.topic].publish(message)
-            spent += time.perf_counter() - t0
-        return spent
+            messages.append((o.topic, message))
+        t0 = time.perf_counter()
+        self._out.submit(messages, done=functools.partial(self._on_published, stamp_ns))
+        return time.perf_counter() - t0
+
+    # -- the publishing thread -----------------------------------------------------------------------
+    def _publish_one(self, topic: str, message) -> None:
+        self._pubs[topic].publish(message)
+
+    def _all_acked(self, topic: str) -> bool:
+        return self._pubs[topic].wait_for_all_acked(Duration(seconds=0))
+
+    def _on_published(self, stamp_ns: int) -> None:
+        if stamp_ns:
+            self.stats.age_ms.add((self.get_clock().now().nanoseconds - stamp_ns) / 1e6)
+
+    def _on_publish_error(self, exc: BaseException) -> None:
+        if self._closing:
+            return
+        line = self._stall_log.report("error:" + type(exc).__name__, f"publishing failed: {type(exc).__name__}: {exc}")
+        if line:
+            self._log_line("error", line)
 
     # -- diagnostics -------------------------------------------------------------------------------
     def diagnostic_values(self) -> List[tuple]:
@@ -326,14 +375,22 @@ class DepthNode(Node):
             ("scale_fit_overlap", st.scale.overlap if st.scale else None),
             ("scale_state", st.scale.state if st.scale else ""),
             ("output_size", f"{st.last_size[0]}x{st.last_size[1]}" if st.last_size else ""),
+            *[(f"model_{k}", x) for k, x in st.extras.items() if isinstance(x, (bool, int, float, str))],
             ("subscribed_outputs", ",".join(self.wanted_outputs())),
-        ]
+        ] + (self._out.values() if self._out is not None else [])
 
     def _publish_diagnostics(self) -> None:
         if self._closing:
             return
         level, message = diag.node_status(self.stats, self.resolver.current, bool(self.wanted_outputs()),
                                           self._problems.recent(_PROBLEM_WINDOW_S), self._image_topic)
+        stalled = self._out.problem() if self._out is not None else None
+        if stalled:  # subscribers stopped acknowledging / publish() blocked: log (throttled) and WARN
+            if level < diag.WARN:
+                level, message = diag.WARN, stalled
+            line = self._stall_log.report("stalled", stalled)
+            if line:
+                self._log_line("warn", line)
         self._diag_pub.publish(diag.diagnostic_array(
             self.get_clock().now().to_msg(), f"depth_ros: {self.get_fully_qualified_name()}", self._device, level,
             message, self.diagnostic_values()))
@@ -343,6 +400,8 @@ class DepthNode(Node):
         self._closing = True
         if self._worker is not None and not self._worker.stop(timeout=5.0):
             self.get_logger().warning("the worker is still busy with a frame; exiting anyway")
+        if self._out is not None:
+            self._out.stop(timeout=2.0)
 
     def destroy_node(self):
         self._teardown()

@@ -74,6 +74,16 @@ def valid_depth(depth: np.ndarray, min_range: float, max_range: float) -> np.nda
     return np.where(ok, d, np.float32(np.nan))
 
 
+def _at_size(depth: np.ndarray, width: int, height: int) -> np.ndarray:
+    """A metric reference at the output size (nearest neighbour: sparse depth must not be blended)."""
+    d = np.asarray(depth, dtype=np.float32)
+    if d.shape == (height, width):
+        return d
+    import cv2
+
+    return cv2.resize(d, (width, height), interpolation=cv2.INTER_NEAREST)
+
+
 def _as_image(a, name: str) -> np.ndarray:
     a = np.asarray(a, dtype=np.float32)
     if a.ndim == 3 and a.shape[2] == 1:
@@ -99,6 +109,7 @@ class FrameResult:
     warnings: List[Tuple[str, str]] = field(default_factory=list)  #: (key, text), to be said once per key
     events: List[Tuple[str, str]] = field(default_factory=list)    #: (key, text), to be said (throttled per key)
     scale: Optional[ScaleInfo] = None      #: what scale stabilisation did (None when off)
+    extras: Dict[str, Any] = field(default_factory=dict)  #: the model's extras (Marigold: scale, shift, ...)
     domain_switches: int = 0               #: router hysteresis switches of this camera so far
 
     @cached_property
@@ -248,7 +259,7 @@ class FrameProcessor:
         caps = self.model.capabilities
         kwargs = {}
         if caps.metric_reference and reference is not None:
-            kwargs["reference"] = reference
+            kwargs["reference"] = _at_size(reference, out_w, out_h)
         state = self.cameras.setdefault(frame_id, CameraState())
         head = self._head(cfg, state)
         if head is not None:
@@ -257,8 +268,8 @@ class FrameProcessor:
         try:
             pred = self.model.infer(rgb_p, f_px=f_px, **kwargs)
         except Exception as exc:
-            raise FrameSkipped(f"inference failed: {type(exc).__name__}: {exc}",
-                               key="model:" + type(exc).__name__, cause=exc) from None
+            text = f"{type(exc).__name__}: {exc}"
+            raise FrameSkipped(f"inference failed: {text}", key="model:" + problem_key(text), cause=exc) from None
         t3 = time.perf_counter()
         c3 = time.thread_time()
         depth = _as_image(pred.depth, "depth")
@@ -285,8 +296,9 @@ class FrameProcessor:
                                  f"{np.shape(pred.confidence)}; no confidence is output"))
         timings = {"resize": t1 - t0, "intrinsics": t2 - t1, "inference": t3 - t2, "inference_cpu": c3 - c2,
                    "estimator": (t2 - t1) if plan.source != CAMERA_INFO else 0.0}
-        return FrameResult(depth, confidence, camera, rgb_p, cfg, plan.source, plan.reason, pred.domain,
-                           pred.domain_confidence, timings, warnings, events, scale, switches)
+        return FrameResult(depth, confidence, camera, rgb_p, cfg, plan.source, plan.reason, domain=pred.domain,
+                           domain_confidence=pred.domain_confidence, timings=timings, warnings=warnings,
+                           events=events, scale=scale, domain_switches=switches, extras=dict(pred.extras))
 
 
 __all__ = ["CLOUD_MODES", "DOMAIN_MODES", "SCALE_MODES", "CameraState", "FrameProcessor", "FrameResult",
