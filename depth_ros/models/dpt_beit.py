@@ -254,7 +254,9 @@ class BeitDPT(nn.Module):
         if h % 32 or w % 32:
             raise ValueError(f"BeitDPT input sides must be multiples of 32, got {h}x{w}")
         gh, gw = h // self.patch, w // self.patch
-        dtype = x.dtype if not torch.is_autocast_enabled(x.device.type) else torch.get_autocast_dtype(x.device.type)
+        dev = x.device.type
+        autocast = torch.amp.is_autocast_available(dev) and torch.is_autocast_enabled(dev)
+        dtype = torch.get_autocast_dtype(dev) if autocast else x.dtype
         biases = self.rel_pos_biases(gh, gw, dtype, x.device)
         return self._forward_impl(x, biases)
 

@@ -41,6 +41,7 @@ and resized bilinearly with the depth; with ``flip_aug`` the two passes are aver
 """
 from __future__ import annotations
 
+import contextlib
 import math
 import re
 from typing import Dict, List, Optional, Sequence, Tuple
@@ -103,6 +104,13 @@ def network_size(h: int, w: int, img_size: Sequence[int] = (384, 512), keep_aspe
     nh = int(round(sh * h / multiple)) * multiple
     nw = int(round(sw * w / multiple)) * multiple
     return max(nh, multiple), max(nw, multiple)
+
+
+def no_autocast(device_type: str):
+    """Autocast off (the float32 heads); a no-op on device types without autocast (``meta``)."""
+    if torch.amp.is_autocast_available(device_type):
+        return torch.autocast(device_type, enabled=False)
+    return contextlib.nullcontext()
 
 
 def resize_input(x: torch.Tensor, size: Sequence[int]) -> torch.Tensor:
@@ -434,7 +442,7 @@ class ZoeDepthNet(nn.Module):
 
     def route(self, feats: DPTFeatures) -> Tuple[torch.Tensor, Optional[torch.Tensor]]:
         """Bottleneck (after conv2) and, for NK, the router's domain logits (B x 2). float32."""
-        with torch.autocast(feats.l4_rn.device.type, enabled=False):
+        with no_autocast(feats.l4_rn.device.type):
             bott = self.conv2(feats.l4_rn.float())
             if not self.routed:
                 return bott, None
@@ -480,7 +488,7 @@ class ZoeDepthNet(nn.Module):
                      return_probs: bool = False, return_confidence: bool = False) -> Dict[str, torch.Tensor]:
         """Run each image through its head (``head_index[i]``); float32."""
         device_type = bott.device.type
-        with torch.autocast(device_type, enabled=False):
+        with no_autocast(device_type):
             maps = [feats.r4, feats.r3, feats.r2, feats.r1, feats.out_conv, feats.rel_depth]
             maps = [m.float() for m in maps]
             groups: Dict[int, List[int]] = {}
