@@ -147,3 +147,23 @@ class EdgeCaseDepthModel(ConstantDepthModel):
         conf = (rgb[..., 0] / 255.0).astype(np.float32)
         return DepthPrediction(depth=d, confidence=conf, focal_px=None if f_px is None else float(f_px),
                                focal_source=None if f_px is None else "given")
+
+
+class FailingDepthModel(EdgeCaseDepthModel):
+    """``EdgeCaseDepthModel`` whose ``infer`` raises ``RuntimeError`` on the calls listed in ``fail_on``
+    (1-based call numbers), like a network that hits a CUDA error or a bad kernel on one frame."""
+
+    name = "failing_depth"
+
+    def __init__(self, fail_on=(3,), **kw):
+        super().__init__(**kw)
+        self.fail_on = {int(x) for x in (fail_on if isinstance(fail_on, (list, tuple)) else [fail_on])}
+        self._infer_calls = 0
+
+    def infer(self, rgb, f_px=None):
+        with self._lock:
+            self._infer_calls += 1
+            n = self._infer_calls
+        if n in self.fail_on:
+            raise RuntimeError(f"injected model failure on call {n} (test)")
+        return super().infer(rgb, f_px)

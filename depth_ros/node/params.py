@@ -16,6 +16,7 @@ import re
 from dataclasses import dataclass
 from typing import Any, Callable, Dict, Iterable, List, Mapping, Optional, Tuple
 
+from depth_ros.core.encodings import DEFAULT_MAX_PIXELS
 from depth_ros.models.registry import MODEL_NAMES
 from depth_ros.pipeline.frame import CLOUD_MODES, DOMAIN_MODES, SCALE_MODES, PipelineConfig
 
@@ -208,6 +209,10 @@ PARAMS: Tuple[ParamSpec, ...] = (
     ParamSpec("image_transport", "raw",
               "raw: subscribe 'image' (sensor_msgs/Image); compressed: subscribe '<image>/compressed' "
               "(sensor_msgs/CompressedImage).", read_only=True, choices=IMAGE_TRANSPORTS),
+    ParamSpec("max_image_pixels", DEFAULT_MAX_PIXELS,
+              "CompressedImage input: refuse an image whose header (PNG IHDR, JPEG SOF, ...) claims more pixels "
+              "than this, before decoding (default 8192 x 6144, 8K cameras); 0 = no limit (OpenCV's own bound, "
+              "2^30 pixels; also decodes formats whose size cannot be read first).", min=0, max=2 ** 31 - 1),
     ParamSpec("qos_input_reliability", "best_effort",
               "Input subscriptions (image, camera_info): best_effort (sensor data QoS, accepts any publisher) "
               "or reliable.", read_only=True, choices=RELIABILITIES),
