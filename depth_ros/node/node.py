@@ -8,7 +8,6 @@ are built by ``depth_ros.msgs``; parameters are specified in ``params`` and decl
 from __future__ import annotations
 
 import functools
-import threading
 import time
 import traceback
 from typing import Any, List, Optional, Sequence
@@ -19,19 +18,18 @@ from rclpy.node import Node
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
 
 from depth_ros import msgs
-from depth_ros.core.camera import CameraInfoError
 from depth_ros.models.base import DepthModel, UserModel
 from depth_ros.node import diagnostics as diag
 from depth_ros.node import params as P
 from depth_ros.node.publisher import OutputPublisher
 from depth_ros.node.ros_params import StartupError, declare, updated
+from depth_ros.node.side_inputs import SideInputs
 from depth_ros.node.stats import FrameStats
 from depth_ros.node.worker import LatestFrameWorker
 from depth_ros.pipeline import outputs as O
 from depth_ros.pipeline.frame import FrameProcessor, FrameSkipped, PipelineConfig
-from depth_ros.pipeline.intrinsics import CameraInfoTracker, IntrinsicsResolver
+from depth_ros.pipeline.intrinsics import IntrinsicsResolver
 from depth_ros.pipeline.loading import ModelLoadError, load_model, make_resolver
-from depth_ros.pipeline.motion import PoseBuffer, base_from_camera, pose_matrix
 
 NODE_NAME = "depth_node"
 _LAZY_CHECK_PERIOD_S = 0.2
@@ -70,8 +68,6 @@ class DepthNode(Node):
         self._problems = diag.ProblemLog(period_s=_PROBLEM_WINDOW_S)
         self._notes = diag.ProblemLog(period_s=_PROBLEM_WINDOW_S)  # throttled news: head switches, scale restarts
         self._once: set = set()
-        self._infos = CameraInfoTracker(keep=32)
-        self._infos_lock = threading.Lock()
         self._first_image_time: Optional[float] = None
         self._image_sub = None
         self._model_name = v["model"] if model is None else type(model).__name__
@@ -93,15 +89,13 @@ class DepthNode(Node):
                       for o in O.OUTPUTS}
         self._diag_pub = self.create_publisher(DiagnosticArray, O.DIAGNOSTICS_TOPIC, 10)
         self._in_qos = _qos(v["qos_input_reliability"], v["qos_input_depth"])
-        self.create_subscription(self._msg_class(O.CAMERA_INFO), O.CAMERA_INFO_TOPIC, self._on_camera_info,
+        self._side = SideInputs(v["camera_mount"])
+        self.create_subscription(self._msg_class(O.CAMERA_INFO), O.CAMERA_INFO_TOPIC, self._side.add_camera_info,
                                  self._in_qos)
-        self._poses = PoseBuffer()
-        self._mount = base_from_camera(list(v["camera_mount"]))
         self._odom_sub = None
         self._update_odometry_subscription()
-        self._references: dict = {}  # stamp ns -> metric reference depth message (models that align to one)
         if self.model.capabilities.metric_reference:
-            self.create_subscription(self._msg_class(O.IMAGE), O.METRIC_REFERENCE_TOPIC, self._on_reference,
+            self.create_subscription(self._msg_class(O.IMAGE), O.METRIC_REFERENCE_TOPIC, self._side.add_reference,
                                      self._in_qos)
         compressed = v["image_transport"] == "compressed"
         self._image_type = self._msg_class(O.COMPRESSED_IMAGE if compressed else O.IMAGE)
@@ -218,41 +212,9 @@ class DepthNode(Node):
                                                       _qos("best_effort", 50))
 
     def _on_odometry(self, msg) -> None:
-        p, q = msg.pose.pose.position, msg.pose.pose.orientation
-        try:
-            pose = pose_matrix((p.x, p.y, p.z), (q.x, q.y, q.z, q.w))
-        except ValueError as exc:
-            self._warn_once("odom:" + diag.problem_key(str(exc)), f"ignoring odometry on '{O.ODOMETRY_TOPIC}': {exc}")
-            return
-        with self._infos_lock:
-            self._poses.add(msgs.stamp_ns(msg.header), pose)
-
-    def _on_reference(self, msg) -> None:
-        with self._infos_lock:
-            self._references[msgs.stamp_ns(msg.header)] = msg
-            while len(self._references) > 16:
-                del self._references[next(iter(self._references))]
-
-    def _reference_for(self, stamp_ns: int):
-        """The metric reference depth with the image's stamp (None: none arrived)."""
-        with self._infos_lock:
-            msg = self._references.get(stamp_ns)
-        if msg is None:
-            return None
-        try:
-            return msgs.depth_from_image_msg(msg)
-        except ValueError as exc:
-            self._warn_once("reference:" + diag.problem_key(str(exc)),
-                            f"ignoring a metric reference on '{O.METRIC_REFERENCE_TOPIC}': {exc}")
-            return None
-
-    def _on_camera_info(self, msg) -> None:
-        try:
-            result = msgs.camera_from_info_msg(msg)
-        except (CameraInfoError, ValueError) as exc:
-            result = exc
-        with self._infos_lock:
-            self._infos.add(msg.header.frame_id, msgs.stamp_ns(msg.header), result)
+        problem = self._side.add_odometry(msg)
+        if problem:
+            self._warn_once("odom:" + diag.problem_key(problem), f"ignoring odometry on '{O.ODOMETRY_TOPIC}': {problem}")
 
     # -- the worker --------------------------------------------------------------------------------
     def _log_line(self, level: str, text: str) -> None:
@@ -301,13 +263,12 @@ class DepthNode(Node):
         h, w = rgb.shape[:2]
         missing = f"no CameraInfo on '{self._info_topic}' within {self._values['camera_info_timeout']:g} s"
         stamp_ns = msgs.stamp_ns(msg.header)
-        with self._infos_lock:
-            info = self._infos.status(msg.header.frame_id, stamp_ns, w, h, missing)
-            base = self._poses.at(stamp_ns)
+        side = self._side.for_image(msg.header.frame_id, stamp_ns, w, h, missing)
+        while self._side.problems:
+            self._warn_once(*self._side.problems.pop())
         try:
-            res = self.processor.process(rgb, msg.header.frame_id, info, time.monotonic() - self._first_image_time,
-                                         reference=self._reference_for(stamp_ns),
-                                         pose=None if base is None else base @ self._mount)
+            res = self.processor.process(rgb, msg.header.frame_id, side.info, time.monotonic() - self._first_image_time,
+                                         reference=side.reference, pose=side.pose)
         except FrameSkipped as exc:
             if exc.waiting:
                 self.stats.frames_waiting += 1
