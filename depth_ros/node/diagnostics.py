@@ -125,6 +125,47 @@ def fmt(value) -> str:
 OK, WARN, ERROR, STALE = 0, 1, 2, 3
 
 
+class Reporter:
+    """The node's log lines: one call site per severity (rclpy refuses a severity change at one call
+    site), throttled problems (frames skipped, counted in ``stats``), warnings said once, throttled notes."""
+
+    def __init__(self, logger, stats, period_s: float = 5.0):
+        self.logger, self.stats = logger, stats
+        self.problems = ProblemLog(period_s=period_s)
+        self.notes = ProblemLog(period_s=period_s)   # news: head switches, scale restarts
+        self._once: set = set()
+
+    def line(self, level: str, text: str) -> None:
+        if level == "info":
+            self.logger.info(text)
+        elif level == "warn":
+            self.logger.warning(text)
+        else:
+            self.logger.error(text)
+
+    def problem(self, key: str, text: str) -> None:
+        """A skipped frame: counted, logged as an error at most once per key and period."""
+        self.stats.frames_skipped += 1
+        line = self.problems.report(key, text)
+        if line:
+            self.logger.error(line)
+
+    def once(self, key: str, text: str) -> None:
+        if key not in self._once:
+            self._once.add(key)
+            self.logger.warning(text)
+
+    def note(self, key: str, text: str) -> None:
+        line = self.notes.report(key, text)
+        if line:
+            self.logger.info(line)
+
+    def traceback_once(self, key: str, exc: BaseException) -> None:
+        import traceback
+
+        self.once("tb:" + key, "".join(traceback.format_exception(exc)).rstrip())
+
+
 def node_status(stats, intrinsics: Dict[str, object], has_subscribers: bool, recent_problem: Optional[str],
                 image_topic: str) -> Tuple[int, str]:
     """(level, message) of the node's diagnostic status."""

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import functools
 import time
-import traceback
 from typing import Any, List, Optional, Sequence
 
 from diagnostic_msgs.msg import DiagnosticArray
@@ -65,9 +64,7 @@ class DepthNode(Node):
     def _setup(self, model: Any) -> None:
         v = self._values = declare(self)
         self.stats = FrameStats()
-        self._problems = diag.ProblemLog(period_s=_PROBLEM_WINDOW_S)
-        self._notes = diag.ProblemLog(period_s=_PROBLEM_WINDOW_S)  # throttled news: head switches, scale restarts
-        self._once: set = set()
+        self._say = diag.Reporter(self.get_logger(), self.stats, _PROBLEM_WINDOW_S)
         self._first_image_time: Optional[float] = None
         self._image_sub = None
         self._model_name = v["model"] if model is None else type(model).__name__
@@ -83,7 +80,7 @@ class DepthNode(Node):
         self._apply_domain(v["domain"], startup=True)
         self._warmup()
         self.processor = FrameProcessor(self.model, PipelineConfig.from_mapping(v), make_resolver(
-            self.model, v, self._kwargs("focal_estimator_config."), log=self._log_line))
+            self.model, v, self._kwargs("focal_estimator_config."), log=self._say.line))
         out_qos = _qos(v["qos_output_reliability"], v["qos_output_depth"])
         self._pubs = {o.topic: self.create_publisher(self._msg_class(o.msg_type), o.topic, out_qos)
                       for o in O.OUTPUTS}
@@ -173,13 +170,8 @@ class DepthNode(Node):
         if new is None or reason:
             return SetParametersResult(successful=False, reason=reason)
         self._values = new
-        self.processor.config = PipelineConfig.from_mapping(new)
+        self.processor.reconfigure(new)
         self._update_odometry_subscription()
-        r = self.resolver
-        if new["focal_samples"] != r.samples or new["fallback_hfov_deg"] != r.fallback_hfov_deg:
-            r.samples, r.fallback_hfov_deg = int(new["focal_samples"]), float(new["fallback_hfov_deg"])
-            r.reset()
-        r.invalid_policy, r.timeout_s = new["invalid_camera_info"], float(new["camera_info_timeout"])
         return SetParametersResult(successful=True)
 
     # -- subscriptions (executor thread: O(1)) ---------------------------------------------------
@@ -214,33 +206,12 @@ class DepthNode(Node):
     def _on_odometry(self, msg) -> None:
         problem = self._side.add_odometry(msg)
         if problem:
-            self._warn_once("odom:" + diag.problem_key(problem), f"ignoring odometry on '{O.ODOMETRY_TOPIC}': {problem}")
+            self._say.once("odom:" + diag.problem_key(problem), f"ignoring odometry on '{O.ODOMETRY_TOPIC}': {problem}")
 
     # -- the worker --------------------------------------------------------------------------------
-    def _log_line(self, level: str, text: str) -> None:
-        # one call site per severity: rclpy refuses a severity change at one call site
-        log = self.get_logger()
-        if level == "info":
-            log.info(text)
-        elif level == "warn":
-            log.warning(text)
-        else:
-            log.error(text)
-
-    def _problem(self, key: str, text: str) -> None:
-        self.stats.frames_skipped += 1
-        line = self._problems.report(key, text)
-        if line:
-            self.get_logger().error(line)
-
-    def _warn_once(self, key: str, text: str) -> None:
-        if key not in self._once:
-            self._once.add(key)
-            self.get_logger().warning(text)
-
     def _on_worker_error(self, exc: BaseException) -> None:
-        self._problem("internal:" + type(exc).__name__, f"frame skipped: unexpected {type(exc).__name__}: {exc}")
-        self._warn_once("tb:" + type(exc).__name__, "".join(traceback.format_exception(exc)).rstrip())
+        self._say.problem("internal:" + type(exc).__name__, f"frame skipped: unexpected {type(exc).__name__}: {exc}")
+        self._say.traceback_once(type(exc).__name__, exc)
 
     def _process(self, item) -> None:
         msg, t_recv = item
@@ -253,7 +224,7 @@ class DepthNode(Node):
         try:
             rgb = msgs.msg_to_rgb8(msg, max_pixels=self._values["max_image_pixels"] or None)
         except (ValueError, TypeError) as exc:
-            self._problem("image:" + diag.problem_key(str(exc)), f"frame skipped: bad image on '{self._image_topic}' "
+            self._say.problem("image:" + diag.problem_key(str(exc)), f"frame skipped: bad image on '{self._image_topic}' "
                           f"({getattr(msg, 'encoding', getattr(msg, 'format', '?'))}, {getattr(msg, 'width', '?')}x"
                           f"{getattr(msg, 'height', '?')}): {exc}")
             return
@@ -265,7 +236,7 @@ class DepthNode(Node):
         stamp_ns = msgs.stamp_ns(msg.header)
         side = self._side.for_image(msg.header.frame_id, stamp_ns, w, h, missing)
         while self._side.problems:
-            self._warn_once(*self._side.problems.pop())
+            self._say.once(*self._side.problems.pop())
         try:
             res = self.processor.process(rgb, msg.header.frame_id, side.info, time.monotonic() - self._first_image_time,
                                          reference=side.reference, pose=side.pose)
@@ -273,17 +244,15 @@ class DepthNode(Node):
             if exc.waiting:
                 self.stats.frames_waiting += 1
                 return
-            self._problem(exc.key, f"frame skipped: {exc}")
+            self._say.problem(exc.key, f"frame skipped: {exc}")
             if exc.cause is not None:
-                self._warn_once("tb:" + exc.key, "".join(traceback.format_exception(exc.cause)).rstrip())
+                self._say.traceback_once(exc.key, exc.cause)
             return
         t["processed"] = time.perf_counter()
         for key, text in res.warnings:
-            self._warn_once(key, text)
+            self._say.once(key, text)
         for key, text in res.events:
-            line = self._notes.report(key, text)
-            if line:
-                self.get_logger().info(line)
+            self._say.note(key, text)
         publish_s = self._publish_outputs(res, msg.header, wanted, stamp_ns)
         t["published"] = time.perf_counter()
         cpu = time.thread_time() - c0 - res.timings["inference_cpu"] if res.source == "camera_info" else None
@@ -298,7 +267,7 @@ class DepthNode(Node):
                 continue
             message = msgs.output_msg(o.key, res, header, self._values["depth_encoding"])
             if message is None:
-                self._warn_once("no_conf", f"model {self._model_name} gives no confidence; '{o.topic}' stays silent")
+                self._say.once("no_conf", f"model {self._model_name} gives no confidence; '{o.topic}' stays silent")
                 continue
             messages.append((o.topic, message))
         t0 = time.perf_counter()
@@ -321,7 +290,7 @@ class DepthNode(Node):
             return
         line = self._stall_log.report("error:" + type(exc).__name__, f"publishing failed: {type(exc).__name__}: {exc}")
         if line:
-            self._log_line("error", line)
+            self._say.line("error", line)
 
     # -- diagnostics -------------------------------------------------------------------------------
     def diagnostic_values(self) -> List[tuple]:
@@ -344,14 +313,14 @@ class DepthNode(Node):
         if self._closing:
             return
         level, message = diag.node_status(self.stats, self.resolver.current, bool(self.wanted_outputs()),
-                                          self._problems.recent(_PROBLEM_WINDOW_S), self._image_topic)
+                                          self._say.problems.recent(_PROBLEM_WINDOW_S), self._image_topic)
         stalled = self._out.problem() if self._out is not None else None
         if stalled:  # subscribers stopped acknowledging / publish() blocked: log (throttled) and WARN
             if level < diag.WARN:
                 level, message = diag.WARN, stalled
             line = self._stall_log.report("stalled", stalled)
             if line:
-                self._log_line("warn", line)
+                self._say.line("warn", line)
         self._diag_pub.publish(diag.diagnostic_array(
             self.get_clock().now().to_msg(), f"depth_ros: {self.get_fully_qualified_name()}", self._device, level,
             message, self.diagnostic_values()))

@@ -189,6 +189,16 @@ class FrameProcessor:
         self.resolver = resolver
         self.cameras: Dict[str, CameraState] = {}
 
+    def reconfigure(self, settings: Mapping[str, Any]) -> None:
+        """New settings (the node's parameters): the per-frame config and the intrinsics policy; the focal
+        tracks restart when their sample count or the fallback FOV changes."""
+        self.config = PipelineConfig.from_mapping(settings)
+        r = self.resolver
+        if settings["focal_samples"] != r.samples or settings["fallback_hfov_deg"] != r.fallback_hfov_deg:
+            r.samples, r.fallback_hfov_deg = int(settings["focal_samples"]), float(settings["fallback_hfov_deg"])
+            r.reset()
+        r.invalid_policy, r.timeout_s = settings["invalid_camera_info"], float(settings["camera_info_timeout"])
+
     def _head(self, cfg: PipelineConfig, state: CameraState) -> Optional[str]:
         """The head to force for this frame (None: the model has no domain switch)."""
         caps = self.model.capabilities
