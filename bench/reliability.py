@@ -19,7 +19,8 @@ processes that set no Fast DDS profile at all:
   a stalled RELIABLE subscriber, a consumer without a Fast DDS profile, broken weights.
 
 ``python bench/reliability.py consume NS SECONDS`` is the profile-less consumer process used here and by
-``test/test_reliability.py``.
+``test/test_reliability.py``; ``python bench/reliability.py camera NS`` is the soak's camera (RELIABLE,
+writer history 100, so that no frame is lost between the processes).
 """
 from __future__ import annotations
 
@@ -159,6 +160,49 @@ def consume_main(argv: List[str]) -> int:
         pass
     print(json.dumps({"t": round(time.monotonic() - t0, 2), "counts": counts, "done": True}), flush=True)
     del subs
+    node.destroy_node()
+    rclpy.try_shutdown()
+    return 0
+
+
+def camera_main(argv: List[str]) -> int:
+    """The soak's camera: like ``ros_utils.py publish`` but RELIABLE with a deep writer history (100), so
+    that no frame is lost between the processes and each one can be accounted for in the node."""
+    ap = argparse.ArgumentParser(prog="reliability.py camera")
+    ap.add_argument("namespace")
+    ap.add_argument("--width", type=int, default=640)
+    ap.add_argument("--height", type=int, default=480)
+    ap.add_argument("--rate", type=float, default=30.0)
+    ap.add_argument("--count", type=int, default=300)
+    args = ap.parse_args(argv)
+    import rclpy
+    from rclpy.duration import Duration
+    from rclpy.qos import QoSProfile, ReliabilityPolicy
+    from sensor_msgs.msg import CameraInfo, Image
+
+    rclpy.init()
+    node = rclpy.create_node(f"soak_camera_{os.getpid()}")
+    qos = QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE)
+    img_pub = node.create_publisher(Image, f"{args.namespace}/image", qos)
+    info_pub = node.create_publisher(CameraInfo, f"{args.namespace}/camera_info", qos)
+    ru.wait_for(lambda: img_pub.get_subscription_count() > 0 and info_pub.get_subscription_count() > 0, 60.0)
+    frames = [ru.image_msg(args.width, args.height, "rgb8", seed=i) for i in range(4)]
+    info = ru.camera_info_msg(args.width, args.height, 0.8 * args.width)
+    n, t_next = 0, time.monotonic()
+    try:
+        while n < args.count:
+            stamp = node.get_clock().now().to_msg()
+            msg = frames[n % 4]
+            msg.header.stamp = info.header.stamp = stamp
+            info_pub.publish(info)
+            img_pub.publish(msg)
+            n += 1
+            t_next += 1.0 / args.rate
+            time.sleep(max(0.0, t_next - time.monotonic()))
+        img_pub.wait_for_all_acked(Duration(seconds=10))
+    except KeyboardInterrupt:
+        pass
+    print(f"published {n} frames", flush=True)
     node.destroy_node()
     rclpy.try_shutdown()
     return 0
@@ -381,9 +425,8 @@ def soak(ros, seconds: float, window_s: float = 10.0, rate: float = 30.0, delay:
         arrivals.append((time.monotonic(), (now - ru.stamp_of(msg)) / 1e6))
     sub = ros.node.create_subscription(Image, f"{ns}/depth/image", on_depth, ru.reliable_qos(10))
     count = int(seconds * rate)
-    cam = ru.Proc(ru.publisher_command(image_topic=f"{ns}/image", info_topic=f"{ns}/camera_info", width=640,
-                                       height=480, rate=rate, count=count, reliable=True, wait_subscribers=60),
-                  env=child_env(ros.domain_id), name="camera_soak")
+    cam = ru.Proc([sys.executable, str(Path(__file__).resolve()), "camera", ns, "--rate", str(rate),
+                   "--count", str(count)], env=child_env(ros.domain_id), name="camera_soak")
     rss: List[tuple] = []
     t0 = time.monotonic()
     while cam.alive() and node.alive():
@@ -730,6 +773,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if argv and argv[0] == "consume":
         return consume_main(argv[1:])
+    if argv and argv[0] == "camera":
+        return camera_main(argv[1:])
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--minutes", type=float, default=10.0, help="rough total time (default 10)")
     ap.add_argument("--quick", action="store_true", help="about 2 minutes")
