@@ -119,7 +119,7 @@ def test_infer_folder_video_given_intrinsics_and_user_model(tmp_path, capsys):
     d = np.load(out / "clip_000002_depth.npy")
     assert np.isclose(d[0, 0], 2.0) and np.isclose(d[-1, 0], 2.0 + 239 / 240)
     assert not list(out.glob("*_depth.png")) and not list(out.glob("*.ply"))
-    assert not list(out.glob("*_confidence.png"))  # the model has no confidence
+    assert len(list(out.glob("*_confidence.png"))) == len(names)  # no model confidence: the edge confidence alone
     assert not (out / MARKER_FILE).exists()
     assert "n/a" in stdout
 

@@ -544,3 +544,16 @@ def test_marigold_end_to_end_with_a_metric_reference_topic(ros, make, tmp_path):
         assert values["model_reference_source"] == "given"
     finally:
         ros.node.destroy_subscription(diag_col.sub)
+
+
+def test_depth_pro_publishes_a_confidence(make):
+    """Depth Pro (tiny random) with its flip-consistency confidence and the edge confidence: a
+    non-constant depth/confidence in [0, 1]."""
+    h = make(model="depth_pro", weights="random", allow_random_weights=True, device="cpu",
+             **{"model_config.vit_preset": "test_tiny", "model_config.decoder_features": 16})
+    assert h.node.model.capabilities.confidence
+    h.collect(CONFIDENCE_TOPIC)
+    msg = h.send_until(CONFIDENCE_TOPIC, timeout=60.0, width=64, height=48)
+    conf = msgs.image_msg_to_array(msg)
+    assert conf.shape == (48, 64) and np.isfinite(conf).all() and conf.min() >= 0 and conf.max() <= 1
+    assert conf.std() > 0

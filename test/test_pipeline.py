@@ -147,3 +147,38 @@ def test_pose_buffer_and_camera_mount():
     assert mount[:3, 1] == pytest.approx([0, 0, -1])
     with pytest.raises(ValueError):
         pose_matrix((0, 0, 0), (0, 0, 0, 0))
+
+
+class BlurredStep(DepthModel):
+    """A near plane (1 m) in the left half, a far one (4 m) on the right, blurred across the edge the way
+    networks blur discontinuities: the pixels between are flying pixels."""
+
+    def infer(self, rgb, f_px=None):
+        h, w = rgb.shape[:2]
+        x = np.arange(w, dtype=np.float32)
+        t = np.clip((x - (w / 2 - 2)) / 4.0, 0.0, 1.0)  # 4-pixel ramp
+        return DepthPrediction(depth=np.broadcast_to(1.0 + 3.0 * t, (h, w)).astype(np.float32).copy())
+
+
+def test_edge_confidence_marks_flying_pixels_and_threshold_zero_changes_nothing():
+    rgb = np.zeros((24, 32, 3), np.uint8)
+    info = _ok(32, 24, 30.0)
+    off = _processor(BlurredStep(), edge_confidence=False).process(rgb, "cam", info)
+    on = _processor(BlurredStep()).process(rgb, "cam", info)
+    # min_confidence 0: depth and cloud are bit-identical with and without edge confidence
+    np.testing.assert_array_equal(on.depth, off.depth)
+    assert bytes(on.cloud().data) == bytes(off.cloud().data)
+    assert off.confidence is None and on.confidence.shape == (24, 32)
+    flying = (on.raw_depth > 1.05) & (on.raw_depth < 3.8)
+    assert on.confidence[flying].max() < 0.5 and on.confidence[:, :10].min() > 0.9
+    strict = _processor(BlurredStep(), min_confidence=0.5, cloud_mode="stride", cloud_stride=1).process(rgb, "cam", info)
+    pts = strict.cloud().as_structured()
+    zs = np.asarray(pts["z"]).reshape(-1)
+    assert not ((zs > 1.05) & (zs < 3.8)).any() and zs.size > 0.7 * 24 * 32
+    assert 0 < strict.low_confidence_fraction() < 0.3
+    assert np.isfinite(strict.depth).sum() == 24 * 32  # depth/image keeps every estimate by default
+    masked = _processor(BlurredStep(), min_confidence=0.5, confidence_masks_depth=True).process(rgb, "cam", info)
+    assert not np.isfinite(masked.depth[flying]).any()
+    img, plain = strict.colorized(), on.colorized()
+    np.testing.assert_array_equal(img[flying], (plain[flying] * 0.35).astype(np.uint8))  # dimmed
+    np.testing.assert_array_equal(img[:, :10], plain[:, :10])

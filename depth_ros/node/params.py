@@ -16,6 +16,7 @@ import re
 from dataclasses import dataclass
 from typing import Any, Callable, Dict, Iterable, List, Mapping, Optional, Tuple
 
+from depth_ros.core.confidence import COMBINE_RULES
 from depth_ros.core.encodings import DEFAULT_MAX_PIXELS
 from depth_ros.models.registry import MODEL_NAMES
 from depth_ros.pipeline.frame import CLOUD_MODES, DOMAIN_MODES, SCALE_MODES, PipelineConfig
@@ -182,8 +183,17 @@ PARAMS: Tuple[ParamSpec, ...] = (
               min=0.0, max=1.0e4),
     ParamSpec("max_range", _PIPELINE.max_range, "Depth above this (m) is invalid (NaN / 0 in 16UC1, dropped from the cloud).",
               min=0.0, max=1.0e5, min_exclusive=True),
-    ParamSpec("min_confidence", _PIPELINE.min_confidence, "Cloud points whose confidence is below this are dropped (0 = keep all).",
-              min=0.0, max=1.0),
+    ParamSpec("min_confidence", _PIPELINE.min_confidence,
+              "Cloud points whose confidence (depth/confidence) is below this are dropped in every cloud mode, and "
+              "dimmed in depth/colorized (0 = keep all). 0.5 removes flying pixels at depth edges (measured: "
+              "bench/bench_confidence.py).", min=0.0, max=1.0),
+    ParamSpec("edge_confidence", _PIPELINE.edge_confidence,
+              "Combine the model's confidence with edge confidence (low where the local depth range exceeds ~9 %: "
+              "flying pixels between foreground and background); gives every model a depth/confidence."),
+    ParamSpec("confidence_rule", _PIPELINE.confidence_rule,
+              "How the model's and the edge confidence combine: product or min.", choices=COMBINE_RULES),
+    ParamSpec("confidence_masks_depth", _PIPELINE.confidence_masks_depth,
+              "Also make depth/image invalid below min_confidence (off: depth consumers see every estimate)."),
     ParamSpec("depth_encoding", "32FC1", "depth/image encoding: 32FC1 metres (REP 118) or 16UC1 millimetres.",
               choices=DEPTH_ENCODINGS),
     ParamSpec("cloud_mode", _PIPELINE.cloud_mode,

@@ -31,6 +31,7 @@ class FrameStats:
         self.scale = None                          # pipeline.scale.ScaleInfo of the newest frame
         self.domain_switches = 0
         self.extras: Dict[str, object] = {}        # the model's scalar extras (Marigold: scale, shift, ...)
+        self.low_confidence: Optional[float] = None  # fraction of valid pixels below min_confidence
 
     def record(self, res, t: Dict[str, float], cpu_s: Optional[float], publish_s: float, latency_s: float) -> None:
         """One processed frame: ``t`` has perf_counter stamps start/decoded/processed/published."""
@@ -41,6 +42,7 @@ class FrameStats:
         self.domain, self.domain_confidence = res.domain, res.domain_confidence
         self.focal_px, self.last_size = res.camera.fx, (res.camera.width, res.camera.height)
         self.scale, self.domain_switches, self.extras = res.scale, res.domain_switches, res.extras
+        self.low_confidence = res.low_confidence_fraction()
         self.inference_ms.add(tm["inference"] * 1e3)
         self.stage_ms["decode"].add((t["decoded"] - t["start"]) * 1e3)
         self.stage_ms["intrinsics"].add(tm["intrinsics"] * 1e3)

@@ -17,6 +17,7 @@ import numpy as np
 from depth_ros.core.camera import PinholeCamera
 from depth_ros.core.cloud import PackedCloud, backproject, depth_to_cloud, pack_cloud, voxel_filter
 from depth_ros.core.colormap import colorize_depth
+from depth_ros.core.confidence import COMBINE_RULES, combine, edge_confidence, fraction_below
 from depth_ros.pipeline.intrinsics import CAMERA_INFO, FrameSkipped, InfoStatus, IntrinsicsResolver, problem_key
 from depth_ros.pipeline.router import RouterHysteresis
 from depth_ros.pipeline.scale import ScaleInfo, ScaleStabilizer, relative_motion
@@ -48,12 +49,17 @@ class PipelineConfig:
     domain_switch_margin: float = 0.5  #: stable: probability margin the other head must win by ...
     domain_switch_frames: int = 5      #: ... on this many consecutive frames (pipeline.router)
     scale_stabilization: str = "off"   #: SCALE_MODES (pipeline.scale); odometry needs camera poses
+    edge_confidence: bool = True       #: combine the model's confidence with edge (flying-pixel) confidence
+    confidence_rule: str = "product"   #: COMBINE_RULES: how the two confidences combine
+    confidence_masks_depth: bool = False  #: depth below min_confidence is invalid in depth/image too
 
     def __post_init__(self):
         if self.cloud_mode not in CLOUD_MODES:
             raise ValueError(f"cloud_mode must be one of {', '.join(CLOUD_MODES)}, got '{self.cloud_mode}'")
         if self.domain not in DOMAIN_MODES:
             raise ValueError(f"domain must be one of {', '.join(DOMAIN_MODES)}, got '{self.domain}'")
+        if self.confidence_rule not in COMBINE_RULES:
+            raise ValueError(f"confidence_rule must be one of {', '.join(COMBINE_RULES)}, got '{self.confidence_rule}'")
         if self.scale_stabilization not in SCALE_MODES:
             raise ValueError(f"scale_stabilization must be one of {', '.join(SCALE_MODES)}, "
                              f"got '{self.scale_stabilization}'")
@@ -96,7 +102,7 @@ class FrameResult:
     """One frame's outputs, all at the output size (``rgb.shape[:2]``)."""
 
     raw_depth: np.ndarray              #: the model's metric depth (float32), before the validity rule
-    confidence: Optional[np.ndarray]   #: float32 in [0, 1] or None
+    model_confidence: Optional[np.ndarray]  #: the model's own confidence (float32 in [0, 1]) or None
     camera: PinholeCamera              #: intrinsics of the outputs
     rgb: np.ndarray                    #: the image the network saw (output size)
     config: PipelineConfig
@@ -114,13 +120,43 @@ class FrameResult:
 
     @cached_property
     def depth(self) -> np.ndarray:
-        """float32 metres, NaN where invalid (``valid_depth``): what depth/image publishes."""
+        """float32 metres, NaN where invalid (``valid_depth``; with ``confidence_masks_depth`` also below
+        ``min_confidence``): what depth/image publishes."""
+        return self._drop_unsure(self.depth_unmasked)
+
+    @cached_property
+    def confidence(self) -> Optional[np.ndarray]:
+        """What depth/confidence publishes: the model's confidence combined (``confidence_rule``) with the
+        edge confidence of the valid depth (``core.confidence.edge_confidence``: low across depth
+        discontinuities, where pixels fly between foreground and background), computed on first use."""
+        if not self.config.edge_confidence:
+            return self.model_confidence
+        return combine(self.model_confidence, edge_confidence(self.depth_unmasked), self.config.confidence_rule)
+
+    def low_confidence_fraction(self) -> Optional[float]:
+        """Fraction of the valid pixels below ``min_confidence`` (None when there is no threshold)."""
+        cfg = self.config
+        if cfg.min_confidence <= 0 or self.confidence is None:
+            return None
+        return fraction_below(self.confidence, cfg.min_confidence, valid=np.isfinite(self.depth_unmasked))
+
+    @cached_property
+    def depth_unmasked(self) -> np.ndarray:
+        """The validity rule alone (no confidence masking)."""
         return valid_depth(self.raw_depth, self.config.min_range, self.config.max_range)
+
+    def _drop_unsure(self, depth: np.ndarray) -> np.ndarray:
+        cfg = self.config
+        if cfg.min_confidence <= 0 or not cfg.confidence_masks_depth or self.confidence is None:
+            return depth
+        with np.errstate(invalid="ignore"):
+            return np.where(self.confidence >= cfg.min_confidence, depth, np.float32(np.nan))
 
     def cloud(self) -> PackedCloud:
         """The cloud of ``config.cloud_mode`` in depth_image_proc's layout."""
         cfg = self.config
-        depth, conf = self.raw_depth, self.confidence
+        depth = self.raw_depth
+        conf = self.confidence if (cfg.cloud_confidence or cfg.min_confidence > 0) else None
         color = self.rgb if cfg.cloud_color else None
         conf_field = conf if cfg.cloud_confidence else None
         if conf is not None and cfg.min_confidence > 0:
@@ -139,9 +175,15 @@ class FrameResult:
         return pack_cloud(pts, rgb=col, confidence=cf, organized=False)
 
     def colorized(self) -> np.ndarray:
+        """The depth as a picture; with ``min_confidence`` the pixels below it are dimmed."""
         cfg = self.config
-        return colorize_depth(self.depth, min_depth=cfg.colorize_min_depth or None,
-                              max_depth=cfg.colorize_max_depth or None)
+        img = colorize_depth(self.depth, min_depth=cfg.colorize_min_depth or None,
+                             max_depth=cfg.colorize_max_depth or None)
+        if cfg.min_confidence > 0 and self.confidence is not None:
+            with np.errstate(invalid="ignore"):
+                unsure = ~(self.confidence >= cfg.min_confidence)
+            img[unsure] = (img[unsure] * 0.35).astype(np.uint8)
+        return img
 
 
 def cloud_points(cloud: PackedCloud) -> Tuple[np.ndarray, Optional[np.ndarray]]:
