@@ -283,7 +283,8 @@ def test_gpu_check_smoke(tmp_path):
     """bench/gpu_check.py --smoke runs on the CPU with tiny configs and writes the JSON + markdown table."""
     out = tmp_path / "gpu_check"
     env = dict(os.environ, OMP_NUM_THREADS="1")
-    modes = ["eager float32", "eager bfloat16", "cuda graph bfloat16", "compile default bfloat16", "onnxruntime float32"]
+    modes = ["eager float32", "eager bfloat16", "cuda graph bfloat16", "compile default bfloat16",
+             "onnxruntime float32"]
     proc = subprocess.run([sys.executable, str(REPO / "bench" / "gpu_check.py"), "--smoke", "--out", str(out),
                            "--modes", *modes],
                           cwd=REPO, capture_output=True, text=True, timeout=300, env=env)

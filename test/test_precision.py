@@ -100,7 +100,6 @@ def test_depth_pro_checkpoint_keeps_fp32_parts_exact(dpro, tmp_path):
 @pytest.mark.parametrize("family", ["zoedepth_nk", pytest.param("depth_pro", marks=pytest.mark.slow)])
 def test_onnx_float16_error_bounded(zoe, dpro, family, tmp_path):
     pytest.importorskip("onnxruntime")
-    from depth_ros.models.base import Capabilities  # noqa: F401 (models package import check)
     from depth_ros.models.depth_pro import DepthPro
     from depth_ros.models.export import export_model, read_metadata
     from depth_ros.models.registry import create_model

@@ -214,7 +214,9 @@ class BeitDPT(nn.Module):
         """
         tables = [blk.attn.relative_position_bias_table for blk in self.pretrained.model.blocks[: self.hooks[-1] + 1]]
         use_cache = self.cache_biases and not (torch.is_grad_enabled() and tables[0].requires_grad)
-        key = (gh, gw, dtype, str(device), tuple((t.data_ptr(), t._version) for t in tables))
+        # (inference tensors, e.g. a model copied inside inference_mode, have no version counter)
+        versions = tuple((t.data_ptr(), 0 if t.is_inference() else t._version) for t in tables)
+        key = (gh, gw, dtype, str(device), versions)
         if use_cache and key in self._bias_cache:
             return self._bias_cache[key]
         biases = self.build_rel_pos_biases(gh, gw, dtype, device, pad=device.type == "cuda")

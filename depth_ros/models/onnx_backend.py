@@ -63,7 +63,8 @@ def _device_id(device) -> Tuple[str, int]:
 
 
 def resolve_providers(providers: Optional[Sequence[str]] = None, device="auto", trt_fp16: bool = True,
-                      trt_cache_dir=None, available: Optional[Sequence[str]] = None) -> List[Tuple[str, Dict[str, Any]]]:
+                      trt_cache_dir=None,
+                      available: Optional[Sequence[str]] = None) -> List[Tuple[str, Dict[str, Any]]]:
     """The (provider, options) list for ``InferenceSession``: requested order, unavailable ones dropped with
     one warning line each. ``available`` defaults to ``onnxruntime.get_available_providers()``."""
     kind, index = _device_id(device)
