@@ -457,3 +457,23 @@ def test_infer_and_bag_with_marigold(tmp_path, capsys):
     code, stdout, err = run(capsys, "bag", src, dst, "--image-topic", topic, "-q", *opts)
     assert code == 0, err
     assert bagio.bag_summary(dst)["/cam/depth/image"][1] == 2
+
+
+def test_export_then_infer_with_the_onnxruntime_backend(tmp_path, capsys):
+    onnx = tmp_path / "zoe_n.onnx"
+    code, stdout, err = run(capsys, "export", "zoedepth_n", "--weights", "random", "--allow-random-weights",
+                            "--out", onnx, "--height", 64, "--width", 64, "--model-arg", "backbone=test_tiny")
+    assert code == 0, err
+    report = json.loads(stdout)
+    assert onnx.is_file() and max(report["max_rel_error"].values()) <= 1e-4
+    out = tmp_path / "out"
+    code, stdout, err = run(capsys, "infer", ROOM, "--out", out, "--hfov", 60, "--no-side", "-q", "--model",
+                            "zoedepth_n", "--backend", "onnxruntime", "--weights", onnx, "--device", "cpu")
+    assert code == 0, err
+    rec = json.loads((out / "summary.json").read_text())
+    assert rec["backend"] == "onnxruntime" and rec["frames_detail"][0]["valid_fraction"] > 0
+    line = _one_line_error(*run(capsys, "infer", ROOM, "--out", out, "--hfov", 60, "--model", "zoedepth_nk",
+                                "--backend", "onnxruntime", "--weights", onnx)[::2])
+    assert "zoedepth_n" in line  # the file is of another model
+    line = _one_line_error(*run(capsys, "export", "zoedepth_n", "--weights", "random", "--out", onnx)[::2])
+    assert "allow-random-weights" in line

@@ -557,3 +557,15 @@ def test_depth_pro_publishes_a_confidence(make):
     conf = msgs.image_msg_to_array(msg)
     assert conf.shape == (48, 64) and np.isfinite(conf).all() and conf.min() >= 0 and conf.max() <= 1
     assert conf.std() > 0
+
+
+def test_onnxruntime_backend_in_the_node(make, tmp_path):
+    from depth_ros.models.export import export_onnx
+
+    path = tmp_path / "zoe_nk.onnx"
+    export_onnx("zoedepth_nk", "random", path, model_config={"backbone": "test_tiny"}, height=64, width=64)
+    h = make(model="zoedepth_nk", backend="onnxruntime", weights=str(path), device="cpu", onnx_providers="cpu")
+    assert h.node.model.capabilities.routes_domains
+    h.collect(DEPTH_TOPIC)
+    msg = h.send_until(DEPTH_TOPIC, timeout=20.0, width=64, height=48)
+    assert np.isfinite(msgs.image_msg_to_array(msg)).any()

@@ -72,7 +72,8 @@ class DepthNode(Node):
             self.get_logger().info(f"loading model {v['model']} (weights: {v['weights'] or 'default cache'}, "
                                    f"device: {v['device']}, precision: {v['precision']})")
             try:
-                model = load_model(v["model"], v["weights"], v["device"], v["precision"], config=self._kwargs("model_config."))
+                model = load_model(v["model"], v["weights"], v["device"], v["precision"], backend=v["backend"],
+                                   config=self._kwargs("model_config."))
             except ModelLoadError as exc:
                 raise StartupError(str(exc)) from None
         self.model = model if isinstance(model, DepthModel) else UserModel(model)
@@ -135,9 +136,13 @@ class DepthNode(Node):
             return topic
 
     def _kwargs(self, prefix: str):
-        kwargs = P.passthrough(self._values, prefix)
-        if self._values["compile"]:
+        v = self._values
+        kwargs = P.passthrough(v, prefix)
+        if v["compile"]:
             kwargs.setdefault("compile", True)
+        if prefix == "model_config." and v["backend"] == "onnxruntime":
+            kwargs.update(providers=v["onnx_providers"] or None, trt_fp16=v["trt_fp16"],
+                          trt_cache_dir=v["trt_cache_dir"] or None)
         return kwargs
 
     def _warmup(self) -> None:

@@ -18,7 +18,7 @@ from typing import Any, Callable, Dict, Iterable, List, Mapping, Optional, Tuple
 
 from depth_ros.core.confidence import COMBINE_RULES
 from depth_ros.core.encodings import DEFAULT_MAX_PIXELS
-from depth_ros.models.registry import MODEL_NAMES
+from depth_ros.models.registry import BACKENDS, MODEL_NAMES
 from depth_ros.pipeline.frame import CLOUD_MODES, DOMAIN_MODES, SCALE_MODES, PipelineConfig
 
 #: Prefixes of pass-through (read-only, dynamically typed) parameters.
@@ -129,6 +129,17 @@ PARAMS: Tuple[ParamSpec, ...] = (
     ParamSpec("weights", "",
               "Checkpoint path; empty = the local cache (~/.cache/depth_ros, $DEPTH_ROS_CACHE) or a download; "
               "'random' = untrained weights (only with allow_random_weights).", read_only=True),
+    ParamSpec("backend", "torch",
+              "Inference backend: torch, or onnxruntime (weights = an .onnx file made by 'depth-ros export'; "
+              "zoedepth_* and depth_pro).", read_only=True, choices=BACKENDS),
+    ParamSpec("onnx_providers", "",
+              "backend onnxruntime: ONNX Runtime providers in order, comma-separated (tensorrt, cuda, cpu); empty = "
+              "tensorrt,cuda,cpu on a GPU device, cpu on device cpu. A provider that is not installed is skipped "
+              "with one warning line.", read_only=True),
+    ParamSpec("trt_fp16", True, "backend onnxruntime with TensorRT: let TensorRT build fp16 kernels.", read_only=True),
+    ParamSpec("trt_cache_dir", "",
+              "backend onnxruntime with TensorRT: folder that keeps built engines (the first start builds them: "
+              "minutes on a Jetson); empty = no cache.", read_only=True),
     ParamSpec("device", "auto", "Torch device: auto (CUDA when available), cpu, cuda, cuda:N, mps.",
               read_only=True, check=_check_device),
     ParamSpec("precision", "float32", "Inference precision (float16/bfloat16 autocast on CUDA).",
