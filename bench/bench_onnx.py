@@ -88,7 +88,9 @@ def bench_zoedepth(quick: bool, rounds: int, warmup: int, tmp: Path, threads: in
     px = (x - 0.5) / 0.5
     path = tmp / "zoedepth_nk.onnx"
     t = time.perf_counter()
-    rep = export_model(ZoeDepth.from_net(net, device="cpu"), path, height=h, width=w)
+    # random, perturbed weights make a poorly conditioned network: float32 rounding differences grow
+    # through 24 blocks (see the input-sensitivity line below), hence the looser tolerance here
+    rep = export_model(ZoeDepth.from_net(net, device="cpu"), path, height=h, width=w, tolerance=1e-2)
     print(f"ZoeDepth-NK {backbone} exported in {time.perf_counter() - t:.1f} s ({rep['bytes'] / 1e6:.0f} MB), "
           f"check vs PyTorch: max rel error {max(rep['max_rel_error'].values()):.1e}", flush=True)
     sess = _session(path, threads)
@@ -99,6 +101,13 @@ def bench_zoedepth(quick: bool, rounds: int, warmup: int, tmp: Path, threads: in
         got = sess.run(["metric_depth"], {"image": xn})[0][:, 0]
     print(f"  same input: ours vs HF depth max rel diff {float((ours - ref).abs().max() / ref.abs().max()):.1e}, "
           f"ONNX vs ours {float(abs(got - ours.numpy()).max() / abs(ours.numpy()).max()):.1e}")
+    if not quick:   # conditioning: how much PyTorch itself moves when the input moves by float32 rounding
+        with torch.inference_mode():
+            xe = x * (1 + 1e-7 * torch.randn(x.shape, generator=torch.Generator().manual_seed(2)))
+            moved = net(xe)["metric_depth"][:, 0]
+        print(f"  PyTorch vs PyTorch on the input x (1 + 1e-7 noise): depth max rel diff "
+              f"{float((moved - ours).abs().max() / ours.abs().max()):.1e} (the network's float32 sensitivity "
+              f"with these random weights)", flush=True)
     times = _race([("depth_ros PyTorch (ZoeDepthNet)", lambda: net(x)),
                    ("depth_ros ONNX Runtime (CPU EP)", lambda: sess.run(None, {"image": xn})),
                    ("transformers ZoeDepthForDepth...", lambda: hf(pixel_values=px))], rounds, warmup)
