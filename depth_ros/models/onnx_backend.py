@@ -30,7 +30,7 @@ import numpy as np
 import torch
 
 from depth_ros.models.base import Capabilities, DepthModel, DepthPrediction, resolve_dtype
-from depth_ros.models.depth_pro import CONFIDENCE_MODES, DepthPro, DepthProConfig, VIT_PRESETS
+from depth_ros.models.depth_pro import CONFIDENCE_MODES, VIT_PRESETS, DepthPro, DepthProConfig
 from depth_ros.models.export import OnnxFileError, graph_inputs, read_metadata
 from depth_ros.models.zoedepth import (
     DOMAINS,

@@ -225,6 +225,8 @@ class FrameProcessor:
     ``config`` may be replaced between frames (the node's dynamic parameters).
     """
 
+    MAX_CAMERAS = 64
+
     def __init__(self, model, config: PipelineConfig, resolver: IntrinsicsResolver):
         self.model = model
         self.config = config
@@ -312,7 +314,11 @@ class FrameProcessor:
         kwargs = {}
         if caps.metric_reference and reference is not None:
             kwargs["reference"] = _at_size(reference, out_w, out_h)
-        state = self.cameras.setdefault(frame_id, CameraState())
+        state = self.cameras.get(frame_id)
+        if state is None:
+            if len(self.cameras) >= self.MAX_CAMERAS:  # made-up frame_ids cannot grow memory
+                del self.cameras[next(iter(self.cameras))]
+            state = self.cameras[frame_id] = CameraState()
         head = self._head(cfg, state)
         if head is not None:
             self.model.set_domain(head)

@@ -51,6 +51,11 @@ class IntrinsicsUnavailable(FrameSkipped):
         super().__init__(text, key, waiting)
 
 
+def short_id(frame_id: str, limit: int = 64) -> str:
+    """A frame_id for a log line: very long ones are cut (the line must stay readable)."""
+    return frame_id if len(frame_id) <= limit else frame_id[:limit] + f"...({len(frame_id)} chars)"
+
+
 def problem_key(text: str) -> str:
     """A throttling key for a problem text: numbers removed, so repeats of one problem share it."""
     return re.sub(r"[-+]?\d[\d.e+-]*|nan|inf", "#", text)[:80]
@@ -96,7 +101,12 @@ class CameraInfoTracker:
         self.keep = keep
         self._by_frame: Dict[str, Tuple[List[int], List[object]]] = {}
 
+    #: cameras remembered at most (the oldest is forgotten: a stream of made-up frame_ids cannot grow memory)
+    MAX_FRAMES = 64
+
     def add(self, frame_id: str, stamp_ns: int, result) -> None:
+        if frame_id not in self._by_frame and len(self._by_frame) >= self.MAX_FRAMES:
+            del self._by_frame[next(iter(self._by_frame))]
         stamps, results = self._by_frame.setdefault(frame_id, ([], []))
         i = bisect.bisect_left(stamps, stamp_ns)
         if i < len(stamps) and stamps[i] == stamp_ns:
@@ -116,9 +126,9 @@ class CameraInfoTracker:
         if entry is None:
             if not self._by_frame:
                 return InfoStatus(INFO_MISSING, problem=missing)
-            others = ", ".join(f"'{f}'" for f in sorted(self._by_frame)[:3])
+            others = ", ".join(f"'{short_id(f)}'" for f in sorted(self._by_frame)[:3])
             return InfoStatus(INFO_INVALID, problem=f"CameraInfo frame_id {others} does not match the image "
-                                                    f"frame_id '{frame_id}'")
+                                                    f"frame_id '{short_id(frame_id)}'")
         stamps, results = entry
         i = bisect.bisect_right(stamps, stamp_ns)
         result = results[i - 1] if i > 0 else results[0]
@@ -232,7 +242,7 @@ class IntrinsicsResolver:
                 self._log("info", f"waiting up to {self.timeout_s:g} s for CameraInfo before estimating intrinsics")
             raise IntrinsicsUnavailable("waiting for CameraInfo", key="waiting", waiting=True)
         if info.state == INFO_INVALID and self.invalid_policy == "skip":
-            raise IntrinsicsUnavailable(f"frame skipped: {info.problem} (invalid_camera_info: skip)",
+            raise IntrinsicsUnavailable(f"{info.problem} (invalid_camera_info: skip)",
                                         key="camera_info:" + problem_key(info.problem))
         reason = info.problem or info.state
         return self._estimate(key, width, height, reason, rgb)
@@ -326,12 +336,17 @@ class IntrinsicsResolver:
         if len(track.samples) >= self.samples:
             track.frozen = track.median()
             frame_id, w, h = key
-            self._log("info", f"camera '{frame_id}' {w}x{h}: focal length frozen at {track.frozen:.1f} px "
+            self._log("info", f"camera '{short_id(frame_id)}' {w}x{h}: focal length frozen at {track.frozen:.1f} px "
                               f"(hfov {hfov_from_focal(w, track.frozen):.1f} deg; median of {len(track.samples)} "
                               f"{'Depth Pro' if track.source == MODEL else 'FOV-network'} estimates)")
 
+    MAX_CAMERAS = 256  #: (frame_id, size) tracks remembered at most; the oldest are forgotten
+
     def _use(self, plan: Plan, focal_px: float) -> Plan:
         frame_id, w, h = plan.key
+        for table in (self._announced, self._tracks):
+            while len(table) >= self.MAX_CAMERAS and plan.key not in table:
+                del table[next(iter(table))]
         self.current = {"source": plan.source, "reason": plan.reason, "focal_px": float(focal_px)}
         if self._announced.get(plan.key) != (plan.source, plan.reason):
             self._announced[plan.key] = (plan.source, plan.reason)
@@ -343,5 +358,5 @@ class IntrinsicsResolver:
                     FALLBACK: f"using fallback_hfov_deg={self.fallback_hfov_deg:g}"}[plan.source]
             level = "warn" if plan.source == FALLBACK else "info"
             why = "" if plan.source in (CAMERA_INFO, GIVEN) else f" because {plan.reason}"
-            self._log(level, f"camera '{frame_id}' {w}x{h}: {what}{why}")
+            self._log(level, f"camera '{short_id(frame_id)}' {w}x{h}: {what}{why}")
         return plan
