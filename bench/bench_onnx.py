@@ -120,7 +120,7 @@ def bench_zoedepth(quick: bool, rounds: int, warmup: int, tmp: Path, threads: in
         t_head = statistics.median([_t(lambda: net._head("kitti", bott, *maps, False, True)) for _ in range(3)])
     print(f"  routing in the graph: both heads run; the second head costs {t_head * 1e3:.1f} ms "
           f"= {100 * t_head / med['depth_ros PyTorch (ZoeDepthNet)']:.1f} % of the PyTorch forward", flush=True)
-    del sess, hf, net
+    sess = hf = net = None  # free the memory before the next model
 
 
 def bench_depth_pro(quick: bool, rounds: int, warmup: int, tmp: Path, threads: int):
@@ -150,7 +150,7 @@ def bench_depth_pro(quick: bool, rounds: int, warmup: int, tmp: Path, threads: i
                    ("transformers DepthProForDepth...", lambda: hf(pixel_values=x))], rounds, warmup)
     _report(f"Depth Pro {cfg.vit_preset} decoder {cfg.decoder_features}, 1x3x{s}x{s}, float32, {threads} threads",
             times)
-    del sess, hf, net
+    sess = hf = net = None  # free the memory before the next model
 
 
 def main(argv=None) -> int:
