@@ -320,6 +320,24 @@ def node_latency(timeout: float, extra_args) -> dict:
             "note": "bench_node.py's node (its model as configured there); network latency adds per frame"}
 
 
+def marigold_latency(timeout: float, smoke: bool) -> dict:
+    """bench/bench_marigold.py in a subprocess (CUDA fp32 + bf16, 1 step at 768 px, SD2-size random weights,
+    also with a TAESD-size VAE; ``smoke``: the tiny pipeline on the CPU): its result lines."""
+    script = REPO / "bench" / "bench_marigold.py"
+    if not script.exists():
+        return {"status": "skipped: bench/bench_marigold.py not present"}
+    cmd = [sys.executable, str(script)] + (["--smoke"] if smoke else ["--skip-cpu", "--taesd", "--repeats", "3"])
+    try:
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, cwd=REPO)
+    except subprocess.TimeoutExpired:
+        return {"status": f"timeout after {timeout:.0f} s"}
+    lines = [ln.strip() for ln in proc.stdout.splitlines() if " s/frame" in ln or "per frame" in ln or "ms" in ln]
+    if proc.returncode != 0:
+        tail = (proc.stderr or proc.stdout).strip().splitlines()[-1:] or ["no output"]
+        return {"status": f"failed: {tail[0][:200]}", "lines": lines}
+    return {"status": "ok", "lines": lines[-12:]}
+
+
 def _fmt(v, nd=2):
     if v is None:
         return "-"
@@ -346,6 +364,8 @@ def markdown(result: dict) -> str:
     lines += ["", "Node end-to-end at 640x480: " + (
         f"p50 {node['end_to_end_p50_ms']:.1f} ms, p95 {node['end_to_end_p95_ms']:.1f} ms ({node['note']})"
         if node.get("status") == "ok" else node.get("status", "-"))]
+    mg = result.get("marigold") or {}
+    lines += ["", f"Marigold (bench/bench_marigold.py): {mg.get('status', '-')}"] + [f"    {ln}" for ln in mg.get("lines", [])]
     return "\n".join(lines) + "\n"
 
 
@@ -357,10 +377,14 @@ def main(argv=None) -> int:
     ap.add_argument("--modes", nargs="+", default=None, help=f"subset of: {'; '.join(MODES)}")
     ap.add_argument("--iters", type=int, default=None)
     ap.add_argument("--warmup", type=int, default=None)
-    ap.add_argument("--budget", type=float, default=280.0, help="seconds for the whole run (GPU)")
+    ap.add_argument("--budget", type=float, default=190.0,
+                    help="seconds for the (model, mode) rows (GPU); with the node (45 s) and Marigold (60 s) the "
+                         "whole run stays under 5 minutes")
     ap.add_argument("--mode-timeout", type=float, default=120.0, help="seconds per (model, mode) process")
-    ap.add_argument("--node-timeout", type=float, default=60.0)
+    ap.add_argument("--node-timeout", type=float, default=45.0)
     ap.add_argument("--skip-node", action="store_true")
+    ap.add_argument("--marigold-timeout", type=float, default=60.0)
+    ap.add_argument("--skip-marigold", action="store_true")
     ap.add_argument("--node-args", nargs=argparse.REMAINDER, default=[], help="passed on to bench/bench_node.py")
     ap.add_argument("--worker", nargs=3, metavar=("MODEL", "MODE", "RESULT"), help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
@@ -406,9 +430,12 @@ def main(argv=None) -> int:
     else:
         node = node_latency(min(args.node_timeout, max(10.0, args.budget + 60 - (time.perf_counter() - t0))),
                             args.node_args)
+    marigold = ({"status": "skipped (--skip-marigold)"} if args.skip_marigold
+                else marigold_latency(args.marigold_timeout, args.smoke))
     result = {"device": torch.cuda.get_device_name() if cuda else f"CPU ({platform.machine()}, "
               f"{torch.get_num_threads()} threads)", "torch": torch.__version__, "onnxruntime": ort_version,
               "smoke": args.smoke, "iters": args.iters, "warmup": args.warmup, "rows": rows, "node": node,
+              "marigold": marigold,
               "total_s": time.perf_counter() - t0}
     stem = Path(args.out)
     if stem.suffix in (".json", ".md"):
