@@ -198,19 +198,8 @@ def test_ctrl_c_twice_exits_cleanly(ros, when):
         for attempt in range(3):
             node = _node_in_own_group(ros, f"depth_node_sigint{attempt}",
                                       {"model_config.delay": 0.05, "model_config.load_delay": 1.0})
-            try:
-                marker = "ready:" if when == "running" else "loading model"
-                assert node.wait_output(marker, 60.0), node.output()
-                if when == "running":
-                    time.sleep(0.5)  # frames are flowing
-                node.signal_group(signal.SIGINT)
-                time.sleep(0.003)
-                node.signal_group(signal.SIGINT)
-                code = node.wait(20.0)
-                log = node.output()
-            finally:
-                node.stop()
-                node.cleanup()
+            code, log = _signal_and_wait(node, "ready:" if when == "running" else "loading model",
+                                         [signal.SIGINT, signal.SIGINT], settle_s=0.5 if when == "running" else 0.0)
             assert code == 0, log
             assert "Traceback" not in log and "KeyboardInterrupt" not in log, log
     finally:
@@ -218,15 +207,23 @@ def test_ctrl_c_twice_exits_cleanly(ros, when):
         camera.cleanup()
 
 
-def test_sigterm_exits_cleanly(ros):
-    node = _node_in_own_group(ros, "depth_node_sigterm", {})
+def _signal_and_wait(node, marker, signals, settle_s=0.0):
+    """Wait for ``marker`` in the node's output, send ``signals`` 3 ms apart to its process group, return
+    (exit code, output)."""
     try:
-        assert node.wait_output("ready:", 60.0), node.output()
-        node.signal_group(signal.SIGTERM)
-        code = node.wait(20.0)
-        log = node.output()
+        assert node.wait_output(marker, 60.0), node.output()
+        time.sleep(settle_s)  # e.g. frames flowing
+        for i, sig in enumerate(signals):
+            if i:
+                time.sleep(0.003)
+            node.signal_group(sig)
+        return node.wait(20.0), node.output()
     finally:
         node.stop()
         node.cleanup()
+
+
+def test_sigterm_exits_cleanly(ros):
+    code, log = _signal_and_wait(_node_in_own_group(ros, "depth_node_sigterm", {}), "ready:", [signal.SIGTERM])
     assert code == 0, log
     assert "Traceback" not in log, log
