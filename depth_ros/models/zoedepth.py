@@ -227,6 +227,16 @@ class Attractor(nn.Module):
         return new_bins, centres
 
 
+def channel_softmax(x: torch.Tensor) -> torch.Tensor:
+    """``softmax(x, dim=1)``. In an ONNX export it is written out (max, exp, sum): ONNX Runtime's Softmax
+    over the channels of a full-resolution B x 64 x H x W tensor takes 1.1 s at 384 x 512 on a 2-core CPU
+    (its optimizer folds a transpose-to-last-axis back into it), the written-out form a few tens of ms."""
+    if torch.onnx.is_in_onnx_export():
+        e = torch.exp(x - x.amax(dim=1, keepdim=True))
+        return e / e.sum(dim=1, keepdim=True)
+    return torch.softmax(x, dim=1)
+
+
 class LogBinomial(nn.Module):
     """Softmax of a temperature-scaled log-binomial over K classes (Stirling log-binomial coefficients)."""
 
@@ -246,7 +256,7 @@ class LogBinomial(nn.Module):
         log_q = torch.log(torch.clamp(1 - p, eps, 1))
         log_p = torch.log(torch.clamp(p, eps, 1))
         y = self._log_binom(self.K_minus_1, k) + k * log_p + (self.K - 1 - k) * log_q
-        return torch.softmax(y / t, dim=1)
+        return channel_softmax(y / t)
 
 
 class ConditionalLogBinomial(nn.Module):
