@@ -27,7 +27,7 @@ from typing import Optional, Tuple
 import numpy as np
 
 from .core.camera import PinholeCamera, camera_from_info
-from .core.cloud import PackedCloud
+from .core.cloud import PackedCloud, unpack_rgb_uint32
 from .core.encodings import _encode_buffer, decode_compressed, decode_image, depth_to_mm16, image_to_rgb8
 
 __all__ = [
@@ -248,8 +248,7 @@ def cloud_msg_to_arrays(msg) -> Tuple[np.ndarray, Optional[np.ndarray]]:
     rgb = None
     if "rgb" in names or "rgba" in names:
         off = names.get("rgb", names.get("rgba"))[0]
-        v = rows[:, off:off + 4].copy().view("<u4").reshape(-1)
-        rgb = np.stack([(v >> 16) & 255, (v >> 8) & 255, v & 255], axis=1).astype(np.uint8)
+        rgb = unpack_rgb_uint32(rows[:, off:off + 4].copy().view("<u4").reshape(-1))
     return pts, rgb
 
 

@@ -328,3 +328,10 @@ def test_depth_times_wide_ray_would_overflow_float32():
                 _xyz_of(depth_to_cloud(d, cam, stride=2)).reshape(2, 2, 3)):
         assert not np.isinf(pts).any()
         assert np.isfinite(pts[0, 0]).all() and np.isnan(pts[1:]).all()
+
+
+def test_unpack_rgb_uint32_inverts_pack():
+    from depth_ros.core.cloud import pack_rgb_uint32, unpack_rgb_uint32
+
+    rgb = np.random.default_rng(0).integers(0, 256, (5, 7, 3), dtype=np.uint8)
+    np.testing.assert_array_equal(unpack_rgb_uint32(pack_rgb_uint32(rgb)), rgb)

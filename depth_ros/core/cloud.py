@@ -237,6 +237,13 @@ def pack_rgb_uint32(rgb_u8) -> np.ndarray:
     return out
 
 
+def unpack_rgb_uint32(packed) -> np.ndarray:
+    """Inverse of :func:`pack_rgb_uint32`: ``(...)`` ``0x00RRGGBB`` (uint32, or the float32 ``rgb`` field
+    viewed as uint32) -> ``(..., 3)`` uint8 RGB."""
+    v = np.asarray(packed).astype(np.uint32, copy=False)
+    return np.stack([(v >> 16) & 255, (v >> 8) & 255, v & 255], axis=-1).astype(np.uint8)
+
+
 def _write_rgb(rgb: np.ndarray, dst_u32: np.ndarray) -> None:
     """Write ``0x00RRGGBB`` of ``rgb`` (``(..., 3|4)`` uint8) into the 1-D '<u4' array ``dst_u32``."""
     import cv2

@@ -15,7 +15,7 @@ from typing import Any, Dict, List, Mapping, Optional, Tuple
 import numpy as np
 
 from depth_ros.core.camera import PinholeCamera
-from depth_ros.core.cloud import PackedCloud, backproject, depth_to_cloud, pack_cloud, voxel_filter
+from depth_ros.core.cloud import PackedCloud, backproject, depth_to_cloud, pack_cloud, unpack_rgb_uint32, voxel_filter
 from depth_ros.core.colormap import colorize_depth
 from depth_ros.core.confidence import COMBINE_RULES, combine, edge_confidence, fraction_below
 from depth_ros.pipeline.intrinsics import CAMERA_INFO, FrameSkipped, InfoStatus, IntrinsicsResolver, problem_key
@@ -90,7 +90,7 @@ def _at_size(depth: np.ndarray, width: int, height: int) -> np.ndarray:
     return cv2.resize(d, (width, height), interpolation=cv2.INTER_NEAREST)
 
 
-def _as_image(a, name: str) -> np.ndarray:
+def _as_image(a) -> np.ndarray:
     a = np.asarray(a, dtype=np.float32)
     if a.ndim == 3 and a.shape[2] == 1:
         a = a[:, :, 0]
@@ -193,8 +193,7 @@ def cloud_points(cloud: PackedCloud) -> Tuple[np.ndarray, Optional[np.ndarray]]:
     ok = np.isfinite(pts).all(axis=1)
     rgb = None
     if "rgb" in s.dtype.names:
-        v = np.ascontiguousarray(s["rgb"]).view(np.uint32)[ok]
-        rgb = np.stack([(v >> 16) & 255, (v >> 8) & 255, v & 255], axis=1).astype(np.uint8)
+        rgb = unpack_rgb_uint32(np.ascontiguousarray(s["rgb"]).view(np.uint32)[ok])
     return pts[ok], rgb
 
 
@@ -330,7 +329,7 @@ class FrameProcessor:
             raise FrameSkipped(f"inference failed: {text}", key="model:" + problem_key(text), cause=exc) from None
         t3 = time.perf_counter()
         c3 = time.thread_time()
-        depth = _as_image(pred.depth, "depth")
+        depth = _as_image(pred.depth)
         if depth.shape != (out_h, out_w):
             raise FrameSkipped(f"the model returned depth of shape {depth.shape}, expected {(out_h, out_w)}",
                                key="model:shape")
@@ -347,7 +346,7 @@ class FrameProcessor:
             depth, scale = self._stabilize(cfg, state, frame_id, depth, camera, pose, events)
         confidence = None
         if pred.confidence is not None:
-            confidence = _as_image(pred.confidence, "confidence")
+            confidence = _as_image(pred.confidence)
             if confidence.shape != depth.shape:
                 confidence = None
                 warnings.append(("conf_shape", "the model's confidence has the wrong shape "
