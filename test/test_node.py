@@ -423,6 +423,8 @@ def test_runtime_parameter_changes_validated(make):
     ({"model": "fake_models:BrokenModel"}, "fake.pt"),
     ({"model": "fake_models:NoSuchClass"}, "NoSuchClass"),
     ({"min_range": 10.0, "max_range": 5.0}, "min_range"),
+    ({"model": "zoedepth_k", "weights": "random", "allow_random_weights": True, "device": "cpu",
+      "model_config.backbone": "test_tiny", "domain": "indoor"}, "heads: outdoor"),
 ])
 def test_startup_errors_are_one_clear_message(ros, params, fragment):
     overrides = [Parameter(k, value=v) for k, v in dict(BASE, **params).items()]

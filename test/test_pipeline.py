@@ -182,3 +182,13 @@ def test_edge_confidence_marks_flying_pixels_and_threshold_zero_changes_nothing(
     img, plain = strict.colorized(), on.colorized()
     np.testing.assert_array_equal(img[flying], (plain[flying] * 0.35).astype(np.uint8))  # dimmed
     np.testing.assert_array_equal(img[:, :10], plain[:, :10])
+
+
+def test_check_domain():
+    from depth_ros.pipeline.frame import check_domain
+
+    routed = RiggedRouterModel.capabilities
+    assert check_domain(routed, "stable") == (None, False) and check_domain(routed, "outdoor") == (None, False)
+    assert check_domain(Capabilities(), "indoor") == (None, True)
+    problem, ignored = check_domain(Capabilities(domains=("outdoor",)), "indoor")
+    assert "heads: outdoor" in problem and not ignored

@@ -10,7 +10,14 @@ from dataclasses import dataclass
 from typing import Any, Callable, Dict, Optional
 
 from depth_ros.models.registry import BACKENDS, MODEL_NAMES
-from depth_ros.pipeline.frame import CLOUD_MODES, DOMAIN_MODES, SCALE_MODES, FrameProcessor, PipelineConfig
+from depth_ros.pipeline.frame import (
+    CLOUD_MODES,
+    DOMAIN_MODES,
+    SCALE_MODES,
+    FrameProcessor,
+    PipelineConfig,
+    check_domain,
+)
 from depth_ros.pipeline.intrinsics import GivenIntrinsics, IntrinsicsUnavailable
 from depth_ros.pipeline.loading import ModelLoadError, load_model, make_resolver, one_line
 
@@ -101,6 +108,9 @@ def open_session(args, log: Callable[[str], None]) -> Session:
                                 domain=args.domain, scale_stabilization=args.scale_stabilization)
     except ValueError as exc:
         raise CliError(one_line(exc)) from None
+    focal_weights = args.focal_weights or None
+    if focal_weights == "random" and not args.allow_random_weights:
+        raise CliError("--focal-weights random needs --allow-random-weights")
     if not 0 <= args.fallback_hfov < 180:
         raise CliError(f"--fallback-hfov must be in [0, 180) degrees, got {args.fallback_hfov}")
     cfg = model_config(args)
@@ -111,17 +121,13 @@ def open_session(args, log: Callable[[str], None]) -> Session:
         hint = "" if random or "weights" not in str(exc) else \
             " (or, for a smoke test only: --weights random --allow-random-weights)"
         raise CliError(f"{exc}{hint}") from None
-    heads = model.capabilities.domains
-    if args.domain in ("indoor", "outdoor"):
-        if not heads:
-            log(f"note: model '{args.model}' has no domain switch; --domain {args.domain} is ignored")
-        elif args.domain not in heads:
-            raise CliError(f"model '{args.model}' rejected --domain {args.domain}: its heads are {', '.join(heads)}")
+    problem, ignored = check_domain(model.capabilities, args.domain)
+    if problem:
+        raise CliError(f"model '{args.model}' rejected --domain: {problem}")
+    if ignored:
+        log(f"note: model '{args.model}' has no domain switch; --domain {args.domain} is ignored")
     if random:
         log(f"warning: {args.model} with RANDOM weights: outputs are not a depth result")
-    focal_weights = args.focal_weights or None
-    if focal_weights == "random" and not args.allow_random_weights:
-        raise CliError("--focal-weights random needs --allow-random-weights")
 
     def say(level: str, text: str) -> None:
         log(text if level == "info" else f"{level}: {text}")

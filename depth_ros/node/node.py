@@ -26,7 +26,7 @@ from depth_ros.node.side_inputs import SideInputs
 from depth_ros.node.stats import FrameStats
 from depth_ros.node.worker import LatestFrameWorker
 from depth_ros.pipeline import outputs as O
-from depth_ros.pipeline.frame import FrameProcessor, FrameSkipped, PipelineConfig
+from depth_ros.pipeline.frame import FrameProcessor, FrameSkipped, PipelineConfig, check_domain
 from depth_ros.pipeline.intrinsics import IntrinsicsResolver
 from depth_ros.pipeline.loading import ModelLoadError, load_model, make_resolver
 
@@ -78,7 +78,9 @@ class DepthNode(Node):
                 raise StartupError(str(exc)) from None
         self.model = model if isinstance(model, DepthModel) else UserModel(model)
         self._device = str(getattr(self.model, "device", v["device"]))
-        self._apply_domain(v["domain"], startup=True)
+        problem = self._apply_domain(v["domain"], startup=True)
+        if problem:
+            raise StartupError(problem)
         self._warmup()
         self.processor = FrameProcessor(self.model, PipelineConfig.from_mapping(v), make_resolver(
             self.model, v, self._kwargs("focal_estimator_config."), log=self._say.line))
@@ -156,14 +158,10 @@ class DepthNode(Node):
 
     def _apply_domain(self, domain: str, startup: bool = False) -> Optional[str]:
         """Check ``domain`` against the model's heads (the pipeline forces the head per frame)."""
-        heads = self.model.capabilities.domains
-        if domain in ("auto", "stable") or domain in heads:
-            return None
-        if not heads:
-            if startup:
-                self.get_logger().warning(f"model {self._model_name} has no domain switch; domain '{domain}' is ignored")
-            return None
-        return f"model rejected domain '{domain}': it has the heads {', '.join(heads)}"
+        problem, ignored = check_domain(self.model.capabilities, domain)
+        if ignored and startup:
+            self.get_logger().warning(f"model {self._model_name} has no domain switch; domain '{domain}' is ignored")
+        return f"model {self._model_name}: {problem}" if problem else None
 
     # -- parameters at runtime -------------------------------------------------------------------
     def _on_set_parameters(self, parameters):

@@ -72,6 +72,17 @@ class PipelineConfig:
         return cls(**{f.name: values[f.name] for f in dataclasses.fields(cls) if f.name in values})
 
 
+def check_domain(capabilities, domain: str) -> Tuple[Optional[str], bool]:
+    """(problem, ignored) of a ``domain`` setting for a model: ``problem`` names why the model cannot take
+    it (a head it does not have); ``ignored`` is true when the model has no domain switch at all."""
+    heads = capabilities.domains
+    if domain in ("auto", "stable") or domain in heads:
+        return None, False
+    if not heads:
+        return None, True
+    return f"domain '{domain}' is not a head of this model (heads: {', '.join(heads)})", False
+
+
 def valid_depth(depth: np.ndarray, min_range: float, max_range: float) -> np.ndarray:
     """The validity rule of every output: finite, > 0 and within [min_range, max_range]; else NaN."""
     d = np.asarray(depth, dtype=np.float32)
@@ -359,4 +370,4 @@ class FrameProcessor:
 
 
 __all__ = ["CLOUD_MODES", "DOMAIN_MODES", "SCALE_MODES", "CameraState", "FrameProcessor", "FrameResult",
-           "FrameSkipped", "PipelineConfig", "cloud_points", "problem_key", "valid_depth"]
+           "FrameSkipped", "PipelineConfig", "check_domain", "cloud_points", "problem_key", "valid_depth"]
