@@ -10,7 +10,13 @@ machine load hits every candidate alike; medians and ratios printed. Not a test:
   (normalised input). Also the cost of routing in the graph: one extra metric head vs the forward.
 * Depth Pro, ViT-S preset (``dinov2s16_384``, decoder 48; what transformers can hold with the same
   weights), input 1536x1536 in [-1, 1]: ``DepthProNet.forward``, the exported graph,
-  ``DepthProForDepthEstimation(pixel_values)``. All compute the FOV.
+  ``DepthProForDepthEstimation(pixel_values)``. All compute the FOV. Ours run with ``patch_batch`` 5
+  (``--patch-batch``; the CPU setting: same numbers, patch-encoder passes of 5 patches stay in cache).
+
+The ONNX Runtime session is opened as the backend opens it (``onnx_backend.open_session``: attention fused
+into ONNX Runtime's MultiHeadAttention in memory). After each race, the float32 floor: the forward's
+matrix-product and convolution FLOPs over the best GEMM rate torch or ONNX Runtime reach on this machine,
+i.e. the largest speed-up over transformers that any float32 backend could show here.
 
     .venv/bin/python bench/bench_onnx.py               # real sizes (minutes on 2 cores, ~6 GB RAM)
     .venv/bin/python bench/bench_onnx.py --quick       # tiny configs (seconds): checks the script
@@ -24,6 +30,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Dict
 
 import torch
 
@@ -39,13 +46,12 @@ def _t(fn) -> float:
 
 
 def _session(path, threads):
-    import onnxruntime as ort
+    """The session the backend opens on the CPU (attention fused in memory, ``onnx_backend.open_session``)."""
+    from depth_ros.models.onnx_backend import open_session
 
-    so = ort.SessionOptions()
-    so.intra_op_num_threads = threads
-    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    so.log_severity_level = 3
-    return ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
+    sess, fused = open_session(path, [("CPUExecutionProvider", {})], threads=threads)
+    print(f"  ONNX Runtime session: {fused} attention blocks fused", flush=True)
+    return sess
 
 
 def _race(candidates, rounds: int, warmup: int):
@@ -59,6 +65,64 @@ def _race(candidates, rounds: int, warmup: int):
             for name, fn in candidates:
                 times[name].append(_t(fn))
     return times
+
+
+def _gemm_rate(m: int, k: int, n: int, threads: int, reps: int = 5) -> Dict[str, float]:
+    """Best sustained float32 GEMM rate (GFLOP/s) of torch and of ONNX Runtime's MatMul on m x k @ k x n."""
+    import onnx
+    import onnxruntime as ort
+    from onnx import TensorProto, helper
+
+    a = torch.randn(m, k)
+    b = torch.randn(k, n)
+    flops = 2.0 * m * k * n
+    with torch.inference_mode():
+        torch.mm(a, b)
+        t_torch = min(_t(lambda: torch.mm(a, b)) for _ in range(reps))
+    graph = helper.make_graph([helper.make_node("MatMul", ["a", "b"], ["c"])], "gemm",
+                              [helper.make_tensor_value_info("a", TensorProto.FLOAT, [m, k])],
+                              [helper.make_tensor_value_info("c", TensorProto.FLOAT, [m, n])],
+                              [onnx.numpy_helper.from_array(b.numpy(), "b")])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8)
+    so = ort.SessionOptions()
+    so.intra_op_num_threads = threads
+    so.log_severity_level = 3
+    sess = ort.InferenceSession(model.SerializeToString(), so, providers=["CPUExecutionProvider"])
+    an = a.numpy()
+    sess.run(None, {"a": an})
+    t_ort = min(_t(lambda: sess.run(None, {"a": an})) for _ in range(reps))
+    return {"torch": flops / t_torch / 1e9, "onnxruntime": flops / t_ort / 1e9}
+
+
+def roofline(net, x, tokens: int, dim: int, threads: int, med: Dict[str, float]) -> None:
+    """The float32 floor of this machine for the frame: matrix-product and convolution FLOPs of the
+    network's forward (torch's FLOP counter) over the best sustained GEMM rate measured here (torch and
+    ONNX Runtime, on the ViT's own matrix shapes and a large square one). Everything else (softmax, GELU,
+    normalisation, resizing) is left out, so no float32 backend runs a frame faster than that; the reference's
+    time over it is the largest speed-up any of them could show."""
+    from torch.utils.flop_counter import FlopCounterMode, sdpa_flop_count
+
+    # the counter knows the CUDA attention kernels but not the CPU one: same formula
+    cpu_sdpa = {torch.ops.aten._scaled_dot_product_flash_attention_for_cpu:
+                lambda q, k, v, *args, out_shape=None, **kwargs: sdpa_flop_count(q, k, v)}
+    with torch.inference_mode(), FlopCounterMode(display=False, custom_mapping=cpu_sdpa) as counter:
+        net(x)
+    gflop = counter.get_total_flops() / 1e9
+    shapes = [(tokens, dim, 3 * dim), (tokens, dim, 4 * dim), (tokens, 4 * dim, dim), (2048, 2048, 2048)]
+    rates = {}
+    for shape in shapes:
+        for lib, r in _gemm_rate(*shape, threads).items():
+            if r > rates.get(lib, (0.0, None))[0]:
+                rates[lib] = (r, shape)
+    best = max(r for r, _ in rates.values())
+    floor_s = gflop / best
+    ours, ort_, hf = list(med)
+    where = ", ".join(f"{lib} {r:.0f} ({s[0]}x{s[1]} @ {s[1]}x{s[2]})" for lib, (r, s) in rates.items())
+    print(f"  float32 floor: {gflop:.4g} GFLOP of matrix products and convolutions per frame; best sustained "
+          f"GEMM here {best:.0f} GFLOP/s ({where}) -> no float32 backend under {floor_s * 1e3:.0f} ms, i.e. at "
+          f"most {med[hf] / floor_s:.2f}x faster than transformers; ONNX Runtime is at "
+          f"{100 * floor_s / med[ort_]:.0f} % of the floor's speed, PyTorch at {100 * floor_s / med[ours]:.0f} %",
+          flush=True)
 
 
 def _report(title, times):
@@ -112,6 +176,8 @@ def bench_zoedepth(quick: bool, rounds: int, warmup: int, tmp: Path, threads: in
                    ("depth_ros ONNX Runtime (CPU EP)", lambda: sess.run(None, {"image": xn})),
                    ("transformers ZoeDepthForDepth...", lambda: hf(pixel_values=px))], rounds, warmup)
     med = _report(f"ZoeDepth-NK {backbone}, 1x3x{h}x{w}, float32, {threads} threads", times)
+    vit = next(m for m in net.modules() if hasattr(m, "patch_embed") and hasattr(m, "embed_dim"))
+    roofline(net, x, (h // 16) * (w // 16) + 1, vit.embed_dim, threads, med)
     # routing cost: the graph runs both metric heads; one head's time next to the whole forward
     with torch.inference_mode():
         feats = net.features(x)
@@ -123,10 +189,17 @@ def bench_zoedepth(quick: bool, rounds: int, warmup: int, tmp: Path, threads: in
     sess = hf = net = None  # free the memory before the next model
 
 
-def bench_depth_pro(quick: bool, rounds: int, warmup: int, tmp: Path, threads: int):
+def bench_depth_pro(quick: bool, rounds: int, warmup: int, tmp: Path, threads: int, patch_batch: int):
     from transformers import DepthProForDepthEstimation
 
-    from depth_ros.models.depth_pro import DepthPro, DepthProConfig, DepthProNet, checkpoint_filter_fn, hf_config
+    from depth_ros.models.depth_pro import (
+        VIT_PRESETS,
+        DepthPro,
+        DepthProConfig,
+        DepthProNet,
+        checkpoint_filter_fn,
+        hf_config,
+    )
     from depth_ros.models.export import export_model
     from depth_ros.models.weights import load_strict
 
@@ -136,6 +209,7 @@ def bench_depth_pro(quick: bool, rounds: int, warmup: int, tmp: Path, threads: i
     hf = DepthProForDepthEstimation(hf_config(cfg)).eval()
     net = DepthProNet(cfg).eval()
     load_strict(net, checkpoint_filter_fn(hf.state_dict(), net), "transformers weights")
+    net.encoder.patch_batch = patch_batch    # ours as a CPU deployment runs it (same numbers, see DepthProConfig)
     s = cfg.img_size
     x = torch.rand(1, 3, s, s, generator=torch.Generator().manual_seed(0)) * 2 - 1
     path = tmp / "depth_pro.onnx"
@@ -148,8 +222,11 @@ def bench_depth_pro(quick: bool, rounds: int, warmup: int, tmp: Path, threads: i
     times = _race([("depth_ros PyTorch (DepthProNet)", lambda: net(x)),
                    ("depth_ros ONNX Runtime (CPU EP)", lambda: sess.run(None, {"image": xn})),
                    ("transformers DepthProForDepth...", lambda: hf(pixel_values=x))], rounds, warmup)
-    _report(f"Depth Pro {cfg.vit_preset} decoder {cfg.decoder_features}, 1x3x{s}x{s}, float32, {threads} threads",
-            times)
+    med = _report(f"Depth Pro {cfg.vit_preset} decoder {cfg.decoder_features}, 1x3x{s}x{s}, float32, "
+                  f"{threads} threads, ours with patch_batch={patch_batch}", times)
+    vit = VIT_PRESETS[cfg.vit_preset]
+    tokens = 35 * ((vit.img_size // vit.patch_size) ** 2 + 1)   # 35 patches through the patch encoder
+    roofline(net, x, tokens, vit.embed_dim, threads, med)
     sess = hf = net = None  # free the memory before the next model
 
 
@@ -160,6 +237,9 @@ def main(argv=None) -> int:
     ap.add_argument("--rounds", type=int, default=None, help="timed alternating rounds (default 5, quick 3)")
     ap.add_argument("--warmup", type=int, default=1)
     ap.add_argument("--threads", type=int, default=None, help="torch and ONNX Runtime threads (default: torch's)")
+    ap.add_argument("--patch-batch", type=int, default=5,
+                    help="Depth Pro patch_batch of ours, PyTorch and exported (default 5, the CPU setting; "
+                         "0: all 35 patches in one pass, as the official code)")
     args = ap.parse_args(argv)
     rounds = args.rounds or (3 if args.quick else 5)
     if args.threads:
@@ -174,7 +254,7 @@ def main(argv=None) -> int:
         if "zoedepth_nk" in args.models:
             bench_zoedepth(args.quick, rounds, args.warmup, Path(tmp), threads)
         if "depth_pro" in args.models:
-            bench_depth_pro(args.quick, rounds, args.warmup, Path(tmp), threads)
+            bench_depth_pro(args.quick, rounds, args.warmup, Path(tmp), threads, args.patch_batch)
     return 0
 
 

@@ -8,7 +8,8 @@ Modes, in this order (the most important first, so that a time limit cuts the le
   eager float32 | eager bfloat16 | eager float16 | cuda graph bfloat16 (Depth Pro: the whole forward;
   ZoeDepth: the export graph, both heads + per-image select, no host sync) | compile default bfloat16 |
   onnxruntime float32 / float16 (CUDA EP; when onnxruntime-gpu is installed; exported with
-  ``depth_ros.models.export``, check skipped: the tests prove parity) | compile max-autotune-no-cudagraphs
+  ``depth_ros.models.export``, check skipped: the tests prove parity; opened as the backend opens it,
+  attention fused into ONNX Runtime's MultiHeadAttention) | compile max-autotune-no-cudagraphs
   bfloat16
 
 Per mode: p50 / p90 latency (ms, CUDA-synchronised, after warm-up), peak CUDA memory (GiB, PyTorch
@@ -238,9 +239,9 @@ def _measure_onnx(row, model, net, x, ref, precision, smoke, iters, warmup, cuda
         export_model(wrapped, path, precision=precision, check=False,
                      **({"height": size[0], "width": size[1]} if model == "zoedepth_nk" else {}))
         row["export_s"] = round(time.perf_counter() - t, 1)
-        so = ort.SessionOptions()
-        so.log_severity_level = 3
-        sess = ort.InferenceSession(str(path), so, providers=[provider])
+        from depth_ros.models.onnx_backend import open_session
+
+        sess, fused = open_session(path, [(provider, {})])     # as the backend opens it: attention fused
         names = [o.name for o in sess.get_outputs()]
         xin = x.float().cpu().numpy()
         if cuda:   # keep input and outputs on the GPU (IO binding), as a deployment would
@@ -265,7 +266,7 @@ def _measure_onnx(row, model, net, x, ref, precision, smoke, iters, warmup, cuda
     if "domain_logits" in outs:
         got["logits"] = torch.from_numpy(outs["domain_logits"])
     row.update(_errors(got, {k: v.cpu() for k, v in ref.items()}))
-    row["note"] = f"{provider}; peak memory not tracked"
+    row["note"] = f"{provider}; {fused} attention blocks fused; peak memory not tracked"
     return row
 
 

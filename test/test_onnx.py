@@ -311,3 +311,162 @@ def test_gpu_check_smoke(tmp_path):
     assert "fov_abs_error_deg" in by[("depth_pro", "eager bfloat16")]
     assert "logits_abs_error" in by[("zoedepth_nk", "eager bfloat16")]
     assert "| zoedepth_nk |" in md and "p50" in md
+
+
+# -- attention fused in memory for ONNX Runtime ---------------------------------------------------
+def _sessions(path, **kw):
+    from depth_ros.models.onnx_backend import open_session
+
+    cpu = [("CPUExecutionProvider", {})]
+    return open_session(path, cpu, **kw), open_session(path, cpu, fuse=False)
+
+
+def _run_all(sess, x):
+    return sess.run(None, {"image": x})
+
+
+def _with_outputs(model, names):
+    """``model`` serialized with the tensors ``names`` added as graph outputs."""
+    from onnx import TensorProto, helper
+
+    model.graph.output.extend(helper.make_tensor_value_info(n, TensorProto.FLOAT, None) for n in names)
+    return model.SerializeToString()
+
+
+def test_attention_fused_in_memory_matches_the_file(nk, dpro):
+    """Every attention block of both families becomes one MultiHeadAttention (ZoeDepth's with BEiT's
+    relative-position bias). Each block's output equals the unfused graph's (tiny random networks barely
+    depend on attention end to end, so the blocks themselves are compared), and so do the outputs; the
+    comparison can fail: a wrong attention scale moves every block. The file on disk stays standard ONNX
+    (TensorRT reads it)."""
+    import onnx
+    import onnxruntime as ort
+
+    from depth_ros.models.onnx_fusion import fuse_attention
+
+    _, onnx_model, nk_path, _, _ = nk
+    _, d, _, _ = dpro
+    h, w = read_metadata(nk_path)["input_size"]
+    rng = np.random.default_rng(2)
+    cases = [(nk_path, rng.uniform(0, 1, (2, 3, h, w)).astype(np.float32)),
+             (d / "dp.onnx", rng.uniform(-1, 1, (1, 3, 128, 128)).astype(np.float32))]
+    assert onnx_model.runner.fused_attention > 0
+
+    def run(data, x):
+        return ort.InferenceSession(data, providers=["CPUExecutionProvider"]).run(None, {"image": x})
+
+    for path, x in cases:
+        (_, fused), (_, none) = _sessions(path)
+        plain = onnx.load(str(path))
+        softmaxes = sum(n.op_type == "Softmax" for n in plain.graph.node)
+        assert fused == softmaxes > 0 and none == 0, (path, fused, softmaxes)
+        assert not any(n.domain for n in plain.graph.node)   # the file is unchanged
+        graph = onnx.load(str(path))
+        assert fuse_attention(graph) == fused
+        blocks = [n.output[0] for n in graph.graph.node if n.op_type == "MultiHeadAttention"]
+        want = run(_with_outputs(plain, blocks), x)
+        got = run(_with_outputs(graph, blocks), x)
+        for n in graph.graph.node:
+            if n.op_type == "MultiHeadAttention":
+                n.attribute.append(onnx.helper.make_attribute("scale", 1.0))
+        wrong = run(graph.SerializeToString(), x)
+        n_out = len(want) - len(blocks)
+        for i, (a, b) in enumerate(zip(got, want)):
+            assert _rel(a, b) < 1e-5, (path, i)
+            if i >= n_out:   # an attention block's output
+                assert _rel(wrong[i], b) > 1e-2, (path, i)
+
+
+def test_attention_fusion_with_external_data_and_fallbacks(dpro, tmp_path, monkeypatch):
+    import onnx
+
+    from depth_ros.models import onnx_backend, onnx_fusion
+
+    _, d, _, _ = dpro
+    x = np.random.default_rng(4).uniform(-1, 1, (1, 3, 128, 128)).astype(np.float32)
+    ref = _run_all(_sessions(d / "dp.onnx")[1][0], x)
+    # weights in a side file (as files over 2 GB are written): the fused graph finds them next to the file
+    m = onnx.load(str(d / "dp.onnx"))
+    ext = tmp_path / "ext" / "dp.onnx"
+    ext.parent.mkdir()
+    onnx.save_model(m, str(ext), save_as_external_data=True, all_tensors_to_one_file=True,
+                    location="dp.onnx.data", size_threshold=0)
+    (sess, fused), _ = _sessions(ext)
+    assert fused > 0
+    for a, b in zip(_run_all(sess, x), ref):
+        assert _rel(a, b) < 1e-5
+    # TensorRT fuses attention itself and cannot run contrib operators: no in-memory fusion for it
+    cpu = [("CPUExecutionProvider", {})]
+    monkeypatch.setattr(onnx_fusion, "fuse_attention", lambda model: pytest.fail("fused for TensorRT"))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")   # onnxruntime's own notice that TensorRT is missing here
+        try:
+            _, fused = onnx_backend.open_session(d / "dp.onnx", [("TensorrtExecutionProvider", {})] + cpu)
+        except Exception:   # noqa: BLE001 - an onnxruntime that refuses an unavailable provider outright
+            fused = 0
+    assert fused == 0
+    # a fused graph this onnxruntime cannot load: one warning line, the file runs as it is
+
+    def broken(model):
+        model.graph.node[0].op_type = "NoSuchOp"
+        model.graph.node[0].domain = onnx_fusion.CONTRIB_DOMAIN
+        return 1
+
+    monkeypatch.setattr(onnx_fusion, "fuse_attention", broken)
+    with pytest.warns(RuntimeWarning, match="with fused attention") as rec:
+        sess, fused = onnx_backend.open_session(d / "dp.onnx", cpu)
+    assert fused == 0 and len(rec) == 1 and "\n" not in str(rec[0].message)
+    for a, b in zip(_run_all(sess, x), ref):
+        assert _rel(a, b) == 0
+
+
+def test_attention_fusion_leaves_other_graphs_alone():
+    import onnx
+    from onnx import TensorProto, helper
+
+    from depth_ros.models.onnx_fusion import fuse_attention
+
+    # a softmax over a plain matrix product (no packed q/k/v): not attention, not touched
+    g = helper.make_graph([helper.make_node("MatMul", ["a", "b"], ["s"]), helper.make_node("Softmax", ["s"], ["p"]),
+                           helper.make_node("MatMul", ["p", "b"], ["o"])], "g",
+                          [helper.make_tensor_value_info("a", TensorProto.FLOAT, [4, 4]),
+                           helper.make_tensor_value_info("b", TensorProto.FLOAT, [4, 4])],
+                          [helper.make_tensor_value_info("o", TensorProto.FLOAT, [4, 4])])
+    m = helper.make_model(g)
+    before = m.SerializeToString()
+    assert fuse_attention(m) == 0 and m.SerializeToString() == before
+    onnx.checker.check_model(m)
+
+
+def test_depth_pro_patch_batch_same_numbers(dpro, tmp_path):
+    """patch_batch (patch-encoder passes of a few patches, for CPU caches) changes no number: PyTorch and
+    the exported graph, with a batch of 2 images and a last pass shorter than the others (35 = 8 x 4 + 3)."""
+    from depth_ros.models.depth_pro import DepthProConfig
+
+    model, _, _, _ = dpro
+    net = model.net
+    x = torch.rand(2, 3, 128, 128, generator=torch.Generator().manual_seed(5)) * 2 - 1
+    with torch.inference_mode():
+        ref = net(x)
+        net.encoder.patch_batch = 4
+        try:
+            got = net(x)
+            report = export_model(model, tmp_path / "dp_pb4.onnx")
+        finally:
+            net.encoder.patch_batch = 0
+    for a, b in zip(got, ref):
+        assert _rel(a.numpy(), b.numpy()) < 1e-6
+    assert read_metadata(tmp_path / "dp_pb4.onnx")["config"]["patch_batch"] == 4
+    assert max(report["max_rel_error"].values()) <= 1e-4
+    from depth_ros.models.onnx_backend import open_session
+
+    sess, _ = open_session(tmp_path / "dp_pb4.onnx", [("CPUExecutionProvider", {})])
+    outs = sess.run(None, {"image": x.numpy()})
+    assert _rel(outs[0], ref[0].numpy()) < 1e-5 and _rel(outs[1], ref[1].view(-1).numpy()) < 1e-5
+    # the ONNX backend checks a requested patch_batch against the file's
+    with pytest.raises(ValueError, match="exported with patch_batch=4, not 0"):
+        create_model("depth_pro", backend="onnxruntime", weights=str(tmp_path / "dp_pb4.onnx"), device="cpu",
+                     patch_batch=0)
+    for bad in (-1, 2.5, True, "5"):
+        with pytest.raises(ValueError, match="patch_batch must be an integer >= 0"):
+            DepthProConfig(vit_preset="test_tiny", decoder_features=32, patch_batch=bad)

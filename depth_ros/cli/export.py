@@ -34,5 +34,6 @@ def add_parser(sub) -> None:
     pe.add_argument("--height", type=int, default=None, help="network input height (ZoeDepth; default 384)")
     pe.add_argument("--width", type=int, default=None, help="network input width (ZoeDepth; default 512)")
     pe.add_argument("--precision", choices=("float32", "float16"), default="float32")
-    pe.add_argument("--model-arg", action="append", metavar="KEY=VALUE", help="model constructor argument")
+    pe.add_argument("--model-arg", action="append", metavar="KEY=VALUE",
+                    help="model constructor argument, e.g. backbone=beitl16_384; patch_batch=5 for Depth Pro on a CPU")
     pe.set_defaults(func=run)

@@ -138,12 +138,18 @@ class DepthProConfig:
     decoder_features: decoder width (256 released; a multiple of 8).
     use_fov: build the FOV network (``fov.*`` weights). Without it, ``f_px`` must be supplied.
     last_dims: widths of the head's last two convolutions (32, 1 released).
+    patch_batch: pyramid patches per patch-encoder pass (per image); 0 runs all 35 in one pass, as the
+      official code does. Passes of a few patches give the same numbers (each patch is encoded on its own)
+      and keep a pass's activations in a CPU's cache: 5 makes the ONNX Runtime CPU graph about 10 %
+      faster (``bench/bench_onnx.py``). GPUs want 0 (one large batch). Not a weight: any value loads any
+      checkpoint.
     """
 
     vit_preset: Union[str, ViTPreset] = "dinov2l16_384"
     decoder_features: int = 256
     use_fov: bool = True
     last_dims: Tuple[int, int] = (32, 1)
+    patch_batch: int = 0
 
     def __post_init__(self):
         vit = self.vit  # validates the name
@@ -156,6 +162,9 @@ class DepthProConfig:
             raise ValueError(f"hook_block_ids {vit.hook_block_ids} invalid for a {vit.depth}-block ViT")
         if self.decoder_features < 8 or self.decoder_features % 8:
             raise ValueError(f"decoder_features must be a positive multiple of 8, got {self.decoder_features}")
+        if isinstance(self.patch_batch, bool) or not isinstance(self.patch_batch, int) or self.patch_batch < 0:
+            raise ValueError(f"patch_batch must be an integer >= 0 (0: all patches in one pass), "
+                             f"got {self.patch_batch!r}")
 
     @property
     def vit(self) -> ViTPreset:
@@ -247,6 +256,10 @@ def _upsample_block(dim_in: int, dim_out: int, n_up: int, dim_mid: Optional[int]
     return nn.Sequential(*layers)
 
 
+def _cat(parts: List[torch.Tensor]) -> torch.Tensor:
+    return parts[0] if len(parts) == 1 else torch.cat(parts, dim=0)
+
+
 class DepthProEncoder(nn.Module):
     """Multi-resolution patch encoder + global image encoder (parameter names = ``encoder.*``)."""
 
@@ -264,6 +277,7 @@ class DepthProEncoder(nn.Module):
         self.patch_size = vit.img_size  # side of one pyramid patch (= backbone input)
         self.grid = vit.grid_size  # tokens per side of one patch
         self.num_prefix = self.patch_encoder.num_prefix_tokens
+        self.patch_batch = config.patch_batch
         d = vit.embed_dim
 
         self.upsample_latent0 = _upsample_block(d, dec, 3, dim_mid=dims[0])
@@ -319,19 +333,25 @@ class DepthProEncoder(nn.Module):
         return self.fuse_lowres(torch.cat((x2_feat, glob), dim=1))
 
     def _patch_encoder_with_hooks(self, patches: torch.Tensor, n_hi: int, batch: int):
-        """Run the patch encoder; merge the hooked blocks' outputs of the first ``n_hi`` patches at once."""
+        """Run the patch encoder (``patch_batch`` patch positions x ``batch`` images per pass); merge the
+        hooked blocks' outputs of the first ``n_hi`` patches at once."""
         vit = self.patch_encoder
-        x = vit.patch_embed(patches)
-        x = vit._pos_embed(x)
-        x = vit.patch_drop(x)
-        x = vit.norm_pre(x)
-        hooks: Dict[int, torch.Tensor] = {}
+        positions = patches.shape[0] // batch
+        step = self.patch_batch if 0 < self.patch_batch < positions else positions
+        outs: List[torch.Tensor] = []
+        taps: Tuple[List[torch.Tensor], List[torch.Tensor]] = ([], [])
+        for start in range(0, positions, step):
+            x = patches if step == positions else patches[start * batch:min(start + step, positions) * batch]
+            x = vit.norm_pre(vit.patch_drop(vit._pos_embed(vit.patch_embed(x))))
+            for i, blk in enumerate(vit.blocks):
+                x = blk(x)
+                if i in self.hook_block_ids:
+                    taps[self.hook_block_ids.index(i)].append(x)
+            outs.append(vit.norm(x))
         overlap0 = self.LEVELS[0][1]
-        for i, blk in enumerate(vit.blocks):
-            x = blk(x)
-            if i in self.hook_block_ids:
-                hooks[i] = self.merge(_tokens_to_grid(x[:n_hi], self.num_prefix, self.grid), batch, overlap0)
-        return vit.norm(x), hooks[self.hook_block_ids[0]], hooks[self.hook_block_ids[1]]
+        hooks = [self.merge(_tokens_to_grid(_cat(t)[:n_hi], self.num_prefix, self.grid), batch, overlap0)
+                 for t in taps]
+        return _cat(outs), hooks[0], hooks[1]
 
     def forward(self, x: torch.Tensor) -> List[torch.Tensor]:
         batch = x.shape[0]
@@ -806,7 +826,7 @@ def create_depth_pro_net(config: DepthProConfig, weights=None, device: Union[str
 @register_model("depth_pro")
 def depth_pro(weights=None, device="auto", dtype="float32", vit_preset="dinov2l16_384", decoder_features=256,
               use_fov=True, compile=False, allow_download=True, timm_pretrained=False,
-              confidence="flip") -> DepthPro:
+              confidence="flip", patch_batch=0) -> DepthPro:
     """``create_model("depth_pro", ...)``: see ``DepthPro`` and ``create_depth_pro_net``.
 
     vit_preset: ``dinov2l16_384`` (released weights), ``dinov2b16_384``, ``dinov2s16_384`` or
@@ -814,10 +834,12 @@ def depth_pro(weights=None, device="auto", dtype="float32", vit_preset="dinov2l1
     compile: ``torch.compile`` the network (True, or a mode string such as ``"max-autotune"``).
     confidence: ``"flip"`` (default: flip-consistency confidence, twice the network work) or ``"none"``
       (see ``CONFIDENCE_MODES``).
+    patch_batch: pyramid patches per patch-encoder pass (``DepthProConfig.patch_batch``; 0: all at once).
     """
     if confidence not in CONFIDENCE_MODES:
         raise ValueError(f"Depth Pro confidence must be one of {', '.join(CONFIDENCE_MODES)}, got {confidence!r}")
-    config = DepthProConfig(vit_preset=vit_preset, decoder_features=int(decoder_features), use_fov=bool(use_fov))
+    config = DepthProConfig(vit_preset=vit_preset, decoder_features=int(decoder_features), use_fov=bool(use_fov),
+                            patch_batch=patch_batch)
     dev = resolve_device(device)
     dt = resolve_dtype(dtype)
     if dev.type == "cpu" and dt == torch.float16:

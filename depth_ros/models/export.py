@@ -177,7 +177,8 @@ def _depth_pro_parts(model, height, width, fov_only):
         "variant": vit,
         "input_size": f"{s}x{s}",
         "normalization": DEPTH_PRO_NORMALIZATION,
-        "config": {"vit_preset": vit, "decoder_features": cfg.decoder_features, "use_fov": cfg.use_fov},
+        "config": {"vit_preset": vit, "decoder_features": cfg.decoder_features, "use_fov": cfg.use_fov,
+                   "patch_batch": model.net.encoder.patch_batch},
     }
     return (DepthProFovGraph if fov_only else DepthProGraph), (s, s), outputs, meta
 

@@ -45,7 +45,7 @@ from depth_ros.models.zoedepth import (
 )
 
 __all__ = ["PROVIDERS", "OnnxFileError", "OnnxRunner", "OnnxZoeDepth", "OnnxDepthPro", "create_onnx_model",
-           "resolve_providers"]
+           "open_session", "resolve_providers", "session_options"]
 
 #: short provider names -> ONNX Runtime's
 PROVIDERS = {"tensorrt": "TensorrtExecutionProvider", "cuda": "CUDAExecutionProvider", "cpu": "CPUExecutionProvider"}
@@ -108,11 +108,68 @@ def resolve_providers(providers: Optional[Sequence[str]] = None, device="auto", 
     return out
 
 
+def session_options(threads: Optional[int] = None):
+    """``SessionOptions`` the backend uses: all graph optimisations, warnings and errors only."""
+    import onnxruntime as ort
+
+    so = ort.SessionOptions()
+    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    so.log_severity_level = 3
+    if threads:
+        so.intra_op_num_threads = int(threads)
+    return so
+
+
+def _fused_model(path: Path):
+    """(serialized graph with attention fused, folder of its external data or None, blocks fused), or None
+    when the graph has no attention block that ``fuse_attention`` recognises."""
+    import onnx
+
+    from depth_ros.models.onnx_fusion import fuse_attention
+
+    model = onnx.load(str(path), load_external_data=False)
+    count = fuse_attention(model)
+    if not count:
+        return None
+    external = any(t.data_location == onnx.TensorProto.EXTERNAL for t in model.graph.initializer)
+    return model.SerializeToString(), (str(path.resolve().parent) if external else None), count
+
+
+def open_session(path, providers: List[Tuple[str, Dict[str, Any]]], threads: Optional[int] = None,
+                 fuse: Optional[bool] = None):
+    """``(InferenceSession, fused)`` for an exported file. Unless a TensorRT provider is requested (it fuses
+    attention itself and cannot run contrib operators), the graph's attention blocks are first rewritten in
+    memory into ONNX Runtime's fused kernel (``onnx_fusion.fuse_attention``; ``fused`` says how many); if
+    that graph does not load (an older onnxruntime), the file runs as it is, with one warning line.
+    ``fuse=False`` opens the file as it is."""
+    import onnxruntime as ort
+
+    path = Path(path)
+    names = [p for p, _ in providers]
+    options = [o for _, o in providers]
+    if fuse is None:
+        fuse = "TensorrtExecutionProvider" not in names
+    fused = _fused_model(path) if fuse else None
+    if fused is not None:
+        data, folder, count = fused
+        so = session_options(threads)
+        if folder:
+            so.add_session_config_entry("session.model_external_initializers_file_folder_path", folder)
+        try:
+            session = ort.InferenceSession(data, so, providers=names, provider_options=options)
+            return session, count
+        except Exception as exc:  # noqa: BLE001 - ORT raises its own exception types
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            warnings.warn(f"ONNX Runtime cannot run '{path.name}' with fused attention ({first}); running the "
+                          f"file as it is", RuntimeWarning, stacklevel=3)
+    return ort.InferenceSession(str(path), session_options(threads), providers=names,
+                                provider_options=options), 0
+
+
 class OnnxRunner:
     """One ``InferenceSession`` of an exported graph: float32 N x 3 x H x W ``image`` in, outputs by name."""
 
     def __init__(self, path, providers: List[Tuple[str, Dict[str, Any]]], meta: Dict[str, Any]):
-        import onnxruntime as ort
 
         self.path = Path(path)
         self.meta = meta
@@ -122,13 +179,9 @@ class OnnxRunner:
                 tuple(inputs[0][1][1:]) != (3,) + self.input_size:
             raise OnnxFileError(f"'{self.path}': graph input {inputs} does not match its metadata "
                                 f"(image N x 3 x {self.input_size[0]} x {self.input_size[1]})")
-        so = ort.SessionOptions()
-        so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        so.log_severity_level = 3
         try:
-            self.session = ort.InferenceSession(str(self.path), so, providers=[p for p, _ in providers],
-                                                provider_options=[o for _, o in providers])
-        except Exception as exc:  # noqa: BLE001 - ORT raises its own exception types
+            self.session, self.fused_attention = open_session(self.path, providers)
+        except Exception as exc:  # noqa: BLE001 - ORT and protobuf raise their own exception types
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             raise OnnxFileError(f"ONNX Runtime cannot load '{self.path}': {first}") from None
         got = self.session.get_providers()
@@ -326,11 +379,11 @@ def create_onnx_model(name: str, weights=None, device="auto", dtype="float32", p
             raise ValueError("fov_weights applies to depth_pro only")
         model = OnnxZoeDepth(OnnxRunner(path, plist, meta), precision, **config)
         return model
-    allowed = {"vit_preset", "decoder_features", "use_fov", "confidence"}
+    allowed = {"vit_preset", "decoder_features", "use_fov", "confidence", "patch_batch"}
     _check_config(config, allowed, name)
     confidence = config.pop("confidence", "flip")
     for key, value in config.items():
-        if value is not None and value != cfg.get(key):
+        if value is not None and value != cfg.get(key, 0 if key == "patch_batch" else None):
             raise ValueError(f"'{path}' was exported with {key}={cfg.get(key)!r}, not {value!r}")
     fov_runner = None
     if fov_weights is not None:
