@@ -17,6 +17,7 @@ from depth_ros.models.depth_pro import (
     convert_hf_state_dict,
     fov_to_focal,
     recut_vit,
+    upsampling_head,
 )
 from depth_ros.models.weights import WeightsError, load_strict
 
@@ -38,6 +39,37 @@ def rgb():
 def _rel(a, b):
     a, b = torch.as_tensor(a).double(), torch.as_tensor(b).double()
     return float((a - b).abs().max() / b.abs().max().clamp_min(1e-12))
+
+
+# -- the head computed at the decoder's resolution ------------------------------------------------
+@pytest.mark.parametrize("c_in,mid,out,last,h,w", [(8, 4, 6, 1, 5, 7), (8, 4, 6, 2, 6, 6), (24, 24, 32, 1, 16, 24)])
+def test_upsampling_head_equals_the_layers(c_in, mid, out, last, h, w):
+    """deconv 2x2 / 2 -> conv 3x3 -> ReLU -> conv 1x1 -> ReLU as the official head runs it, on every pixel
+    (borders included, where the deconvolution's bias must not leak into the padding), for odd and even
+    sizes and more than one output channel. A wrong phase or a bias in the padding would show."""
+    torch.manual_seed(c_in + last + h)
+    layers = torch.nn.Sequential(torch.nn.ConvTranspose2d(c_in, mid, 2, stride=2), torch.nn.Conv2d(mid, out, 3, padding=1),
+                                 torch.nn.ReLU(), torch.nn.Conv2d(out, last, 1), torch.nn.ReLU())
+    with torch.no_grad():
+        layers[0].bias.normal_(0, 2.0)
+        x = torch.randn(2, c_in, h, w)
+        layers[3].bias -= layers[:4](x).median()    # about half the output above the last ReLU's zero
+        want = layers(x)
+        got = upsampling_head(x, layers[0].weight, layers[0].bias, layers[1].weight, layers[1].bias,
+                              layers[3].weight, layers[3].bias)
+        assert got.shape == want.shape == (2, last, 2 * h, 2 * w) and float((want > 0).float().mean()) > 0.3
+        assert _rel(got, want) < 1e-5
+        # the constant-one channel is what keeps the deconvolution's bias out of the padding
+        no_bias = upsampling_head(x, layers[0].weight, torch.zeros_like(layers[0].bias), layers[1].weight,
+                                  layers[1].bias, layers[3].weight, layers[3].bias)
+        assert _rel(no_bias, want) > 1e-2
+
+
+def test_net_head_is_the_official_sequence(tiny):
+    net = tiny.net
+    feats = torch.randn(1, net.config.decoder_features, 32, 32)
+    with torch.no_grad():
+        assert _rel(net._run_head(feats), net.head(feats)) < 1e-5
 
 
 # -- the contract used by the node and the CLI ---------------------------------------------------

@@ -457,6 +457,48 @@ class FOVNetwork(nn.Module):
         return self.head(feat.to(self.head[0].weight.dtype))
 
 
+def upsampling_head(x: torch.Tensor, w_up: torch.Tensor, b_up: torch.Tensor, w3: torch.Tensor, b3: torch.Tensor,
+                    w1: torch.Tensor, b1: torch.Tensor) -> torch.Tensor:
+    """``relu(conv1x1(relu(conv3x3(deconv2x2_stride2(x)))))``, the end of Depth Pro's head, computed at the
+    input's resolution: the same numbers up to float rounding, 2.7x (released decoder) to 4.7x (ViT-S
+    preset) fewer operations, and no full-resolution intermediate.
+
+    Each output pixel (2i + a, 2j + b) sees, through the 3x3 convolution, deconvolution outputs that come
+    from input rows {i - 1, i} (a = 0) or {i, i + 1} (a = 1), and likewise for columns. So one 2x2
+    convolution over the zero-padded input gives, for each of the four phases (a, b), the 3x3 conv's
+    output at window (i + a, j + b); its kernel is the product of the 3x3 and 2x2 kernels. The
+    deconvolution's bias reaches only pixels inside the image (zero padding of its output), hence a
+    constant-one input channel that carries it and is zero in the padding. ReLU and the 1x1 convolution act
+    per pixel, so they run per phase before the phases are interleaved (pixel shuffle).
+
+    Shapes: x (B, C, H, W); w_up (C, M, 2, 2), b_up (M,) (ConvTranspose2d); w3 (O, M, 3, 3), b3 (O,); w1 (P, O,
+    1, 1), b1 (P,); returns (B, P, 2H, 2W).
+    """
+    p = w1.shape[0]
+    kernels = []
+    for a in (0, 1):
+        for b in (0, 1):
+            window = {}                       # 2x2 window position -> (O, C + 1) kernel slice
+            for u in (-1, 0, 1):
+                for v in (-1, 0, 1):
+                    # deconv output row 2i + a + u = 2r + alpha: input row r = i + dr, kernel row alpha
+                    dr, alpha = divmod(a + u, 2)
+                    dc, beta = divmod(b + v, 2)
+                    tap = w3[:, :, u + 1, v + 1]                                   # (O, M)
+                    part = torch.cat((tap @ w_up[:, :, alpha, beta].t(), (tap @ b_up)[:, None]), dim=1)
+                    key = (dr - a + 1, dc - b + 1)
+                    window[key] = window[key] + part if key in window else part
+            kernels.append(torch.stack([torch.stack([window[(kr, kc)] for kc in (0, 1)], dim=-1)
+                                        for kr in (0, 1)], dim=-2))                # (O, C + 1, 2, 2)
+    kernel = torch.cat(kernels, dim=0)                                               # (4 O, C + 1, 2, 2)
+    h, w = x.shape[-2:]
+    ones = torch.ones_like(x[:, :1])
+    y = F.conv2d(torch.cat((x, ones), dim=1), kernel, b3.repeat(4), padding=1)
+    y = F.relu(F.conv2d(F.relu(y), w1.repeat(4, 1, 1, 1), b1.repeat(4), groups=4))    # (B, 4P, H + 1, W + 1)
+    phases = [y[:, (2 * a + b) * p:(2 * a + b + 1) * p, a:a + h, b:b + w] for a in (0, 1) for b in (0, 1)]
+    return F.pixel_shuffle(torch.stack(phases, dim=2).flatten(1, 2), 2)
+
+
 class DepthProNet(nn.Module):
     """The Depth Pro network. ``forward(x)`` -> ``(canonical_inverse_depth, fov_deg)`` like the official
     ``DepthPro.forward``: x is B x 3 x S x S in [-1, 1] (S = ``img_size``, 1536 released);
@@ -509,10 +551,13 @@ class DepthProNet(nn.Module):
         return self
 
     def _run_head(self, features: torch.Tensor) -> torch.Tensor:
-        """Canonical inverse depth from the decoder features; from ``head.2`` on in its weights' dtype."""
-        x = self.head[1](self.head[0](features))
-        x = x.to(self.head[2].weight.dtype)
-        return self.head[5](self.head[4](self.head[3](self.head[2](x))))
+        """Canonical inverse depth from the decoder features: ``head`` (conv 3x3, deconv 2x2 / 2, conv 3x3,
+        ReLU, conv 1x1, ReLU) computed as ``upsampling_head`` does, from the deconvolution on in float32."""
+        x = self.head[0](features)
+        c2, c4 = self.head[2], self.head[4]
+        dt = c2.weight.dtype
+        return upsampling_head(x.to(dt), self.head[1].weight.to(dt), self.head[1].bias.to(dt), c2.weight, c2.bias,
+                               c4.weight, c4.bias)
 
     def _check_input(self, x: torch.Tensor) -> None:
         s = self.img_size
