@@ -55,7 +55,7 @@ import numpy as np
 __all__ = [
     "COMBINE_RULES", "DEFAULT_MIN_CONFIDENCE", "EDGE_R_HALF", "EDGE_SHARPNESS", "EDGE_WINDOW", "FLIP_R_HALF",
     "FLIP_TAU", "combine", "edge_confidence", "flip_confidence", "fraction_below", "keep_mask",
-    "local_relative_range", "relative_difference", "soft_threshold", "valid_depth",
+    "integer_power", "is_small_integer", "local_relative_range", "relative_difference", "soft_threshold", "valid_depth",
 ]
 
 #: Window (pixels, odd) of :func:`edge_confidence`.
@@ -154,19 +154,27 @@ def local_relative_range(depth, window: int = EDGE_WINDOW) -> Tuple[np.ndarray, 
     return np.where(valid, hi, np.float32(0.0)), valid
 
 
+def integer_power(t, n: int):
+    """``t ** n`` for an integer 1 <= n by repeated squaring, with ``*`` only, so that numpy arrays and torch
+    tensors go through the same operations (several times faster than ``np.power`` on float32)."""
+    base, out = t, None
+    while n:
+        if n & 1:
+            out = base if out is None else out * base
+        n >>= 1
+        if n:
+            base = base * base
+    return out
+
+
+def is_small_integer(k: float) -> bool:
+    """Exponents that ``integer_power`` takes (1..16)."""
+    return float(k).is_integer() and 1 <= k <= 16
+
+
 def _power(t: np.ndarray, k: float) -> np.ndarray:
-    """``t ** k``; an integer ``k`` by repeated multiplication (several times faster than ``np.power`` on
-    float32, and the same operations as the torch twin)."""
-    if float(k).is_integer() and 1 <= k <= 16:
-        n, base, out = int(k), t, None
-        while n:
-            if n & 1:
-                out = base if out is None else out * base
-            n >>= 1
-            if n:
-                base = base * base
-        return out
-    return np.power(t, np.float32(k))
+    """``t ** k``; an integer ``k`` by ``integer_power`` (the same operations as the torch twin)."""
+    return integer_power(t, int(k)) if is_small_integer(k) else np.power(t, np.float32(k))
 
 
 def soft_threshold(r, r_half: float, sharpness: float = EDGE_SHARPNESS) -> np.ndarray:

@@ -20,6 +20,8 @@ from depth_ros.core.confidence import (
     FLIP_R_HALF,
     _check_positive,
     _check_window,
+    integer_power,
+    is_small_integer,
 )
 
 __all__ = ["combine_torch", "edge_confidence_torch", "flip_confidence_torch", "local_relative_range_torch",
@@ -65,16 +67,7 @@ def local_relative_range_torch(depth: torch.Tensor, window: int = EDGE_WINDOW):
 
 
 def _power(t: torch.Tensor, k: float) -> torch.Tensor:
-    if float(k).is_integer() and 1 <= k <= 16:
-        n, base, out = int(k), t, None
-        while n:
-            if n & 1:
-                out = base if out is None else out * base
-            n >>= 1
-            if n:
-                base = base * base
-        return out
-    return torch.pow(t, float(k))
+    return integer_power(t, int(k)) if is_small_integer(k) else torch.pow(t, float(k))
 
 
 def soft_threshold_torch(r: torch.Tensor, r_half: float, sharpness: float = EDGE_SHARPNESS) -> torch.Tensor:
