@@ -475,6 +475,10 @@ def upsampling_head(x: torch.Tensor, w_up: torch.Tensor, b_up: torch.Tensor, w3:
     1, 1), b1 (P,); returns (B, P, 2H, 2W).
     """
     p = w1.shape[0]
+    # every product of a 3x3 tap (u, v) with a 2x2 deconv tap (alpha, beta), the deconv bias as channel C
+    taps = torch.cat((torch.einsum("omuv,cmab->uvaboc", w3, w_up),
+                      torch.einsum("omuv,m->uvo", w3, b_up)[:, :, None, None, :, None].expand(-1, -1, 2, 2, -1, 1)),
+                     dim=-1)                                                        # (3, 3, 2, 2, O, C + 1)
     kernels = []
     for a in (0, 1):
         for b in (0, 1):
@@ -484,8 +488,7 @@ def upsampling_head(x: torch.Tensor, w_up: torch.Tensor, b_up: torch.Tensor, w3:
                     # deconv output row 2i + a + u = 2r + alpha: input row r = i + dr, kernel row alpha
                     dr, alpha = divmod(a + u, 2)
                     dc, beta = divmod(b + v, 2)
-                    tap = w3[:, :, u + 1, v + 1]                                   # (O, M)
-                    part = torch.cat((tap @ w_up[:, :, alpha, beta].t(), (tap @ b_up)[:, None]), dim=1)
+                    part = taps[u + 1, v + 1, alpha, beta]
                     key = (dr - a + 1, dc - b + 1)
                     window[key] = window[key] + part if key in window else part
             kernels.append(torch.stack([torch.stack([window[(kr, kc)] for kc in (0, 1)], dim=-1)
