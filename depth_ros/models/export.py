@@ -59,7 +59,7 @@ import tempfile
 import time
 import warnings
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Dict, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
@@ -353,7 +353,8 @@ class OnnxFileError(ValueError):
 
 def read_metadata(path) -> Dict[str, Any]:
     """The ``depth_ros.*`` metadata of an exported file (prefix stripped; ``config`` parsed, ``input_size``
-    as (H, W), ``outputs`` as a list). Reads the graph structure only, not the external weights."""
+    as (H, W), ``outputs`` as a list), plus ``graph_inputs``: (name, shape) of the graph's inputs (dimension
+    names for symbolic axes). Reads the graph structure only, not the external weights."""
     import onnx
 
     path = Path(path)
@@ -376,16 +377,6 @@ def read_metadata(path) -> Dict[str, Any]:
         raise OnnxFileError(f"'{path}': malformed depth_ros metadata") from None
     meta["input_size"] = (h, w)
     meta["outputs"] = meta["outputs"].split(",")
+    meta["graph_inputs"] = [(inp.name, [d.dim_param or d.dim_value for d in inp.type.tensor_type.shape.dim])
+                            for inp in model.graph.input]
     return meta
-
-
-def graph_inputs(path) -> List[Tuple[str, List[Any]]]:
-    """(name, shape) of the graph inputs (dimension names for symbolic axes)."""
-    import onnx
-
-    model = onnx.load(str(path), load_external_data=False)
-    out = []
-    for inp in model.graph.input:
-        dims = [d.dim_param or d.dim_value for d in inp.type.tensor_type.shape.dim]
-        out.append((inp.name, dims))
-    return out

@@ -31,7 +31,7 @@ import torch
 
 from depth_ros.models.base import Capabilities, DepthModel, DepthPrediction, resolve_dtype
 from depth_ros.models.depth_pro import CONFIDENCE_MODES, VIT_PRESETS, DepthPro, DepthProConfig
-from depth_ros.models.export import OnnxFileError, graph_inputs, read_metadata
+from depth_ros.models.export import OnnxFileError, read_metadata
 from depth_ros.models.zoedepth import (
     DOMAINS,
     VARIANTS,
@@ -108,6 +108,11 @@ def resolve_providers(providers: Optional[Sequence[str]] = None, device="auto", 
     return out
 
 
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
 def session_options(threads: Optional[int] = None):
     """``SessionOptions`` the backend uses: all graph optimisations, warnings and errors only."""
     import onnxruntime as ort
@@ -159,8 +164,7 @@ def open_session(path, providers: List[Tuple[str, Dict[str, Any]]], threads: Opt
             session = ort.InferenceSession(data, so, providers=names, provider_options=options)
             return session, count
         except Exception as exc:  # noqa: BLE001 - ORT raises its own exception types
-            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            warnings.warn(f"ONNX Runtime cannot run '{path.name}' with fused attention ({first}); running the "
+            warnings.warn(f"ONNX Runtime cannot run '{path.name}' with fused attention ({_first_line(exc)}); running the "
                           f"file as it is", RuntimeWarning, stacklevel=3)
     return ort.InferenceSession(str(path), session_options(threads), providers=names,
                                 provider_options=options), 0
@@ -170,11 +174,10 @@ class OnnxRunner:
     """One ``InferenceSession`` of an exported graph: float32 N x 3 x H x W ``image`` in, outputs by name."""
 
     def __init__(self, path, providers: List[Tuple[str, Dict[str, Any]]], meta: Dict[str, Any]):
-
         self.path = Path(path)
         self.meta = meta
         self.input_size = tuple(meta["input_size"])
-        inputs = graph_inputs(self.path)
+        inputs = meta["graph_inputs"]
         if len(inputs) != 1 or inputs[0][0] != "image" or len(inputs[0][1]) != 4 or \
                 tuple(inputs[0][1][1:]) != (3,) + self.input_size:
             raise OnnxFileError(f"'{self.path}': graph input {inputs} does not match its metadata "
@@ -182,8 +185,7 @@ class OnnxRunner:
         try:
             self.session, self.fused_attention = open_session(self.path, providers)
         except Exception as exc:  # noqa: BLE001 - ORT and protobuf raise their own exception types
-            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            raise OnnxFileError(f"ONNX Runtime cannot load '{self.path}': {first}") from None
+            raise OnnxFileError(f"ONNX Runtime cannot load '{self.path}': {_first_line(exc)}") from None
         got = self.session.get_providers()
         for name, _ in providers:
             if name not in got:
@@ -383,8 +385,9 @@ def create_onnx_model(name: str, weights=None, device="auto", dtype="float32", p
     _check_config(config, allowed, name)
     confidence = config.pop("confidence", "flip")
     for key, value in config.items():
-        if value is not None and value != cfg.get(key, 0 if key == "patch_batch" else None):
-            raise ValueError(f"'{path}' was exported with {key}={cfg.get(key)!r}, not {value!r}")
+        exported = cfg.get(key, 0 if key == "patch_batch" else None)   # files from before patch_batch: 0
+        if value is not None and value != exported:
+            raise ValueError(f"'{path}' was exported with {key}={exported!r}, not {value!r}")
     fov_runner = None
     if fov_weights is not None:
         fov_path = Path(os.path.expanduser(str(fov_weights)))
