@@ -73,6 +73,8 @@ def _gemm_rate(m: int, k: int, n: int, threads: int, reps: int = 5) -> Dict[str,
     import onnxruntime as ort
     from onnx import TensorProto, helper
 
+    from depth_ros.models.onnx_backend import session_options
+
     a = torch.randn(m, k)
     b = torch.randn(k, n)
     flops = 2.0 * m * k * n
@@ -84,10 +86,7 @@ def _gemm_rate(m: int, k: int, n: int, threads: int, reps: int = 5) -> Dict[str,
                               [helper.make_tensor_value_info("c", TensorProto.FLOAT, [m, n])],
                               [onnx.numpy_helper.from_array(b.numpy(), "b")])
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8)
-    so = ort.SessionOptions()
-    so.intra_op_num_threads = threads
-    so.log_severity_level = 3
-    sess = ort.InferenceSession(model.SerializeToString(), so, providers=["CPUExecutionProvider"])
+    sess = ort.InferenceSession(model.SerializeToString(), session_options(threads), providers=["CPUExecutionProvider"])
     an = a.numpy()
     sess.run(None, {"a": an})
     t_ort = min(_t(lambda: sess.run(None, {"a": an})) for _ in range(reps))
