@@ -158,7 +158,7 @@ class Recorder:
         if topic in ("depth/points",):
             # only the header is needed now; keep the bytes of the first and the latest cloud
             msg = deserialize_message(raw, mtype)
-            stamp = msg.header.stamp.sec * 1_000_000_000 + msg.header.stamp.nanosec
+            stamp = M.stamp_ns(msg.header)
             self._arrive(topic, now, stamp)
             if "first" not in self.points:
                 self.points["first"] = (stamp, raw)
@@ -179,7 +179,7 @@ class Recorder:
                                               else int(st.level))
                     self.diag["_message"] = st.message
             return
-        stamp = msg.header.stamp.sec * 1_000_000_000 + msg.header.stamp.nanosec
+        stamp = M.stamp_ns(msg.header)
         self._arrive(topic, now, stamp)
 
         if topic == "image_raw":
