@@ -24,6 +24,7 @@ Metric depth: ``f_px = 0.5 W / tan(fov / 2)`` unless the caller gives ``f_px``;
 """
 from __future__ import annotations
 
+import contextlib
 import math
 import re
 import warnings
@@ -54,7 +55,8 @@ from depth_ros.models.weights import WeightsError, WeightsSpec, load_state_dict,
 __all__ = [
     "DEPTH_PRO_WEIGHTS", "FOV_RANGE_DEG", "VIT_PRESETS", "ViTPreset", "DepthProConfig", "DepthProNet",
     "DepthPro", "FP32_MODULES", "checkpoint_filter_fn", "convert_hf_state_dict", "fov_to_focal", "recut_vit",
-    "hf_config", "create_depth_pro_net", "depth_pro",
+    "hf_config", "create_depth_pro_net", "depth_pro", "upsampling_head", "fold_upsampling_head",
+    "apply_folded_head",
 ]
 
 DEPTH_PRO_URL = "https://ml-site.cdn-apple.com/models/depth-pro/depth_pro.pt"
@@ -474,7 +476,17 @@ def upsampling_head(x: torch.Tensor, w_up: torch.Tensor, b_up: torch.Tensor, w3:
     Shapes: x (B, C, H, W); w_up (C, M, 2, 2), b_up (M,) (ConvTranspose2d); w3 (O, M, 3, 3), b3 (O,); w1 (P, O,
     1, 1), b1 (P,); returns (B, P, 2H, 2W).
     """
-    p = w1.shape[0]
+    return apply_folded_head(x, fold_upsampling_head(w_up, b_up, w3, b3, w1, b1))
+
+
+#: the folded head's weights: (kernel (4 O, C + 1, 2, 2), bias (4 O,), 1x1 weight (4 P, O, 1, 1), its bias (4 P,))
+FoldedHead = Tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]
+
+
+def fold_upsampling_head(w_up: torch.Tensor, b_up: torch.Tensor, w3: torch.Tensor, b3: torch.Tensor,
+                         w1: torch.Tensor, b1: torch.Tensor) -> FoldedHead:
+    """The weights ``upsampling_head`` runs with (see there), from the layers' weights: they depend on the
+    weights only, so a graph export computes them once (``DepthProNet.head_folded_once``)."""
     # every product of a 3x3 tap (u, v) with a 2x2 deconv tap (alpha, beta), the deconv bias as channel C
     taps = torch.cat((torch.einsum("omuv,cmab->uvaboc", w3, w_up),
                       torch.einsum("omuv,m->uvo", w3, b_up)[:, :, None, None, :, None].expand(-1, -1, 2, 2, -1, 1)),
@@ -493,11 +505,17 @@ def upsampling_head(x: torch.Tensor, w_up: torch.Tensor, b_up: torch.Tensor, w3:
                     window[key] = window[key] + part if key in window else part
             kernels.append(torch.stack([torch.stack([window[(kr, kc)] for kc in (0, 1)], dim=-1)
                                         for kr in (0, 1)], dim=-2))                # (O, C + 1, 2, 2)
-    kernel = torch.cat(kernels, dim=0)                                               # (4 O, C + 1, 2, 2)
+    return torch.cat(kernels, dim=0), b3.repeat(4), w1.repeat(4, 1, 1, 1), b1.repeat(4)
+
+
+def apply_folded_head(x: torch.Tensor, folded: FoldedHead) -> torch.Tensor:
+    """``upsampling_head`` on x (B, C, H, W) with weights from ``fold_upsampling_head``: (B, P, 2H, 2W)."""
+    kernel, bias, w1, b1 = folded
+    p = w1.shape[0] // 4
     h, w = x.shape[-2:]
     ones = torch.ones_like(x[:, :1])
-    y = F.conv2d(torch.cat((x, ones), dim=1), kernel, b3.repeat(4), padding=1)
-    y = F.relu(F.conv2d(F.relu(y), w1.repeat(4, 1, 1, 1), b1.repeat(4), groups=4))    # (B, 4P, H + 1, W + 1)
+    y = F.conv2d(torch.cat((x, ones), dim=1), kernel, bias, padding=1)
+    y = F.relu(F.conv2d(F.relu(y), w1, b1, groups=4))                                # (B, 4P, H + 1, W + 1)
     phases = [y[:, (2 * a + b) * p:(2 * a + b + 1) * p, a:a + h, b:b + w] for a in (0, 1) for b in (0, 1)]
     return F.pixel_shuffle(torch.stack(phases, dim=2).flatten(1, 2), 2)
 
@@ -523,6 +541,7 @@ class DepthProNet(nn.Module):
             nn.ReLU(),
         )
         self.fov = FOVNetwork(config, timm_pretrained) if config.use_fov else None
+        self._head_constants: Optional[FoldedHead] = None     # set by head_folded_once only
         # Random init only (every checkpoint overwrites these): the official code starts the last head
         # bias at 0, which with random weights leaves C = 0 (depth 1e4 m) almost everywhere. Start it at
         # 0.1 (about 9 m at a 60 deg FOV) and the FOV output at 60 deg, so that random-weight networks
@@ -553,14 +572,31 @@ class DepthProNet(nn.Module):
                 self.get_submodule(name).float()
         return self
 
+    def _fold_head(self) -> FoldedHead:
+        c2, c4 = self.head[2], self.head[4]
+        dt = c2.weight.dtype
+        return fold_upsampling_head(self.head[1].weight.to(dt), self.head[1].bias.to(dt), c2.weight, c2.bias,
+                                    c4.weight, c4.bias)
+
+    @contextlib.contextmanager
+    def head_folded_once(self):
+        """Within this block the head's folded weights (``fold_upsampling_head``) are computed once, from
+        the parameters as they are on entry, instead of in every forward. The exporter traces the forward
+        in this block, so that they are constants of the graph: each convolution then has constant
+        weights (what TensorRT builds its kernels from) instead of some 150 nodes computing them."""
+        with torch.no_grad():
+            self._head_constants = tuple(t.detach() for t in self._fold_head())
+        try:
+            yield self
+        finally:
+            self._head_constants = None
+
     def _run_head(self, features: torch.Tensor) -> torch.Tensor:
         """Canonical inverse depth from the decoder features: ``head`` (conv 3x3, deconv 2x2 / 2, conv 3x3,
         ReLU, conv 1x1, ReLU) computed as ``upsampling_head`` does, from the deconvolution on in float32."""
         x = self.head[0](features)
-        c2, c4 = self.head[2], self.head[4]
-        dt = c2.weight.dtype
-        return upsampling_head(x.to(dt), self.head[1].weight.to(dt), self.head[1].bias.to(dt), c2.weight, c2.bias,
-                               c4.weight, c4.bias)
+        folded = self._head_constants if self._head_constants is not None else self._fold_head()
+        return apply_folded_head(x.to(folded[0].dtype), folded)
 
     def _check_input(self, x: torch.Tensor) -> None:
         s = self.img_size

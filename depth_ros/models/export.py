@@ -52,6 +52,7 @@ The exporter is PyTorch's TorchScript-based ``torch.onnx.export(dynamo=False)``:
 """
 from __future__ import annotations
 
+import contextlib
 import copy
 import json
 import os
@@ -183,6 +184,14 @@ def _depth_pro_parts(model, height, width, fov_only):
     return (DepthProFovGraph if fov_only else DepthProGraph), (s, s), outputs, meta
 
 
+def _weight_constants(net: nn.Module):
+    """Weights that the forward derives from parameters, computed once for the trace so that the graph
+    holds them as constants (Depth Pro's folded head, ``DepthProNet.head_folded_once``)."""
+    from depth_ros.models.depth_pro import DepthProNet
+
+    return net.head_folded_once() if isinstance(net, DepthProNet) else contextlib.nullcontext()
+
+
 def _to_precision(model_name: str, net: nn.Module, precision: str) -> nn.Module:
     if precision == "float32":
         return net
@@ -278,7 +287,7 @@ def export_model(model, out_path, height: Optional[int] = None, width: Optional[
         raw = Path(tmp) / "raw.onnx"
         dynamic = {n: {0: "batch"} for n in ["image"] + outputs}
         try:
-            with warnings.catch_warnings(), torch.no_grad():
+            with warnings.catch_warnings(), torch.no_grad(), _weight_constants(graph.net):
                 warnings.simplefilter("ignore")     # tracer warnings about Python ints from shapes (expected)
                 torch.onnx.export(graph, (x,), str(raw), dynamo=False, input_names=["image"], output_names=outputs,
                                   opset_version=int(opset), dynamic_axes=dynamic, do_constant_folding=True)
