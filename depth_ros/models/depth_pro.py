@@ -585,7 +585,7 @@ class DepthProNet(nn.Module):
         in this block, so that they are constants of the graph: each convolution then has constant
         weights (what TensorRT builds its kernels from) instead of some 150 nodes computing them."""
         with torch.no_grad():
-            self._head_constants = tuple(t.detach() for t in self._fold_head())
+            self._head_constants = self._fold_head()
         try:
             yield self
         finally:
